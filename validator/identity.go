@@ -1,6 +1,8 @@
 package validator
 
 import (
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -53,6 +55,56 @@ type Identity struct {
 	// token minted by this gateway; empty otherwise.
 	SessionRevocationKey string
 
-	// Precomputed header values (see HeaderValues).
+	// Precomputed header values (see RolesHeader, ScopesHeader, AMRHeader,
+	// AuthTimeHeader and ClaimHeader), filled by ComputeHeaders.
 	rolesHeader, scopesHeader, amrHeader, authTimeHeader string
+	// claimHeaders are the rendered values of JWTOptions.ForwardClaims.
+	claimHeaders []claimHeader
+}
+
+type claimHeader struct{ name, value string }
+
+// ComputeHeaders fills the precomputed header values from the exported
+// fields. Verify and Authenticate call it; call it again only on an Identity
+// built by hand (tests, fakes), before it is shared.
+func (id *Identity) ComputeHeaders() {
+	id.rolesHeader = strings.Join(id.Roles, ",")
+	id.scopesHeader = strings.Join(id.Scopes, " ")
+	id.amrHeader = strings.Join(id.AMR, ",")
+	id.authTimeHeader = ""
+	if !id.AuthTime.IsZero() {
+		id.authTimeHeader = strconv.FormatInt(id.AuthTime.Unix(), 10)
+	}
+}
+
+// RolesHeader is X-Auth-Roles: the roles joined with ",".
+func (id *Identity) RolesHeader() string { return id.rolesHeader }
+
+// ScopesHeader is X-Auth-Scopes: the scopes joined with " ".
+func (id *Identity) ScopesHeader() string { return id.scopesHeader }
+
+// AMRHeader is X-Auth-Amr: the amr values joined with ",".
+func (id *Identity) AMRHeader() string { return id.amrHeader }
+
+// AuthTimeHeader is X-Auth-Time: AuthTime in unix seconds, or "" when it is
+// unknown.
+func (id *Identity) AuthTimeHeader() string { return id.authTimeHeader }
+
+// ClaimHeader is the header value of a claim named in
+// JWTOptions.ForwardClaims (identity.headers), rendered once at verification:
+// a string as is, a number in decimal, a boolean as true/false, an array of
+// those joined with ",". ok is false when the token has no such claim, or
+// it is not representable (an object). For a session it is the attribute of
+// that name. The value never holds a control character.
+func (id *Identity) ClaimHeader(name string) (value string, ok bool) {
+	if id.Method == MethodSession {
+		value, ok = id.Attributes[name]
+		return value, ok
+	}
+	for i := range id.claimHeaders {
+		if id.claimHeaders[i].name == name {
+			return id.claimHeaders[i].value, true
+		}
+	}
+	return "", false
 }

@@ -1,0 +1,234 @@
+package gateway
+
+import (
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"github.com/portcullis/portcullis/validator"
+)
+
+// The identity headers of SPEC "What the upstream receives", in canonical
+// form, with the default prefix. identityHeaders rewrites them for another
+// identity.strip_prefix.
+const (
+	hSubject = "Subject"
+	hMethod  = "Method"
+	hRoles   = "Roles"
+	hScopes  = "Scopes"
+	hIssuer  = "Issuer"
+	hTokenID = "Token-Id"
+	hSession = "Session"
+	hACR     = "Acr"
+	hAMR     = "Amr"
+	hTime    = "Time"
+)
+
+// identityHeaders is the precomputed header plan of one configuration.
+type identityHeaders struct {
+	prefix string // lower case, "_" as "-"
+	// names of the standard headers, canonical (prefix + suffix).
+	subject, method, roles, scopes, issuer, tokenID, session, acr, amr, time string
+	// extra maps a claim (or session attribute) to a canonical header name.
+	extra     [][2]string
+	assertion string // canonical header name, "" when off
+}
+
+func newIdentityHeaders(cfg IdentityConfig) identityHeaders {
+	p := cfg.StripPrefix
+	name := func(s string) string { return http.CanonicalHeaderKey(p + s) }
+	ih := identityHeaders{
+		prefix:  normalizeHeaderName(p),
+		subject: name(hSubject), method: name(hMethod), roles: name(hRoles), scopes: name(hScopes),
+		issuer: name(hIssuer), tokenID: name(hTokenID), session: name(hSession), acr: name(hACR),
+		amr: name(hAMR), time: name(hTime),
+	}
+	for claim, h := range cfg.Headers {
+		ih.extra = append(ih.extra, [2]string{claim, http.CanonicalHeaderKey(h)})
+	}
+	if cfg.Assertion.Header != "" {
+		ih.assertion = http.CanonicalHeaderKey(cfg.Assertion.Header)
+	}
+	return ih
+}
+
+// normalizeHeaderName lower-cases a header name and reads "_" as "-", the
+// way CGI, WSGI, PHP and nginx's underscores_in_headers treat names, so that
+// X_Auth_Subject cannot smuggle an identity header past the strip.
+func normalizeHeaderName(s string) string {
+	return strings.ReplaceAll(strings.ToLower(s), "_", "-")
+}
+
+// managed reports whether a request header name falls under the strip
+// prefix (case-insensitive, "_" counted as "-").
+func (ih *identityHeaders) managed(name string) bool {
+	if len(name) < len(ih.prefix) {
+		return false
+	}
+	for i := 0; i < len(ih.prefix); i++ {
+		c := name[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		} else if c == '_' {
+			c = '-'
+		}
+		if c != ih.prefix[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// strip deletes every managed header.
+func (ih *identityHeaders) strip(h http.Header) {
+	for k := range h {
+		if ih.managed(k) {
+			delete(h, k)
+		}
+	}
+}
+
+// set writes the identity of an authenticated request.
+func (ih *identityHeaders) set(h http.Header, id *validator.Identity) {
+	put := func(k, v string) {
+		if v != "" {
+			h[k] = []string{v}
+		}
+	}
+	put(ih.subject, id.Subject)
+	put(ih.method, id.Method)
+	put(ih.roles, id.RolesHeader())
+	put(ih.scopes, id.ScopesHeader())
+	put(ih.issuer, id.Issuer)
+	if id.HasJTI {
+		put(ih.tokenID, id.TokenID)
+	}
+	put(ih.session, id.SessionHandle)
+	put(ih.acr, id.ACR)
+	put(ih.amr, id.AMRHeader())
+	put(ih.time, id.AuthTimeHeader())
+	for _, e := range ih.extra {
+		put(e[1], extraValue(id, e[0]))
+	}
+}
+
+// extraValue renders an identity.headers claim: a JWT claim by dotted path,
+// or a session attribute. Strings pass as they are (the validator refused
+// control characters), numbers and booleans are formatted, arrays of
+// strings are comma-joined; anything else is left out.
+func extraValue(id *validator.Identity, claim string) string {
+	if id.Attributes != nil {
+		return id.Attributes[claim]
+	}
+	var v any = id.Claims
+	for _, part := range strings.Split(claim, ".") {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return ""
+		}
+		v = m[part]
+	}
+	switch x := v.(type) {
+	case string:
+		return x
+	case float64:
+		return strconv.FormatFloat(x, 'f', -1, 64)
+	case bool:
+		return strconv.FormatBool(x)
+	case []any:
+		parts := make([]string, 0, len(x))
+		for _, e := range x {
+			s, ok := e.(string)
+			if !ok {
+				return ""
+			}
+			parts = append(parts, s)
+		}
+		return strings.Join(parts, ",")
+	}
+	return ""
+}
+
+// removeCookies drops the named cookies from the Cookie header(s), keeping
+// every other cookie byte for byte.
+func removeCookies(h http.Header, names ...string) {
+	lines := h["Cookie"]
+	if len(lines) == 0 {
+		return
+	}
+	out := lines[:0:0]
+	for _, line := range lines {
+		var kept []string
+		changed := false
+		for _, part := range strings.Split(line, ";") {
+			name, _, _ := strings.Cut(strings.TrimSpace(part), "=")
+			drop := false
+			for _, n := range names {
+				if n != "" && name == n {
+					drop = true
+				}
+			}
+			if drop {
+				changed = true
+				continue
+			}
+			kept = append(kept, strings.TrimSpace(part))
+		}
+		if !changed {
+			out = append(out, line)
+		} else if len(kept) > 0 {
+			out = append(out, strings.Join(kept, "; "))
+		}
+	}
+	if len(out) == 0 {
+		delete(h, "Cookie")
+	} else {
+		h["Cookie"] = out
+	}
+}
+
+// hasCookie reports whether the request has a cookie of that name, cheaply.
+func hasCookie(r *http.Request, name string) bool {
+	for _, line := range r.Header["Cookie"] {
+		if strings.Contains(line, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// clientAddr is the connection's peer address.
+func clientAddr(r *http.Request) netip.Addr {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	a, _ := netip.ParseAddr(host)
+	return a.Unmap()
+}
+
+// trustedPeer reports whether the connection comes from server.trusted_proxies.
+func trustedPeer(trusted []netip.Prefix, a netip.Addr) bool {
+	for _, p := range trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// validRequestID accepts 1–128 characters of [A-Za-z0-9._-] (SPEC hygiene).
+func validRequestID(s string) bool {
+	if len(s) == 0 || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}

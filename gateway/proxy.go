@@ -1,0 +1,221 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/portcullis/portcullis/policy"
+)
+
+// route is a compiled route with its proxy.
+type route struct {
+	*policy.Route
+	name   string
+	target *url.URL // scheme and host of the upstream
+	base   string   // the upstream URL's path, without a trailing slash
+	proxy  *httputil.ReverseProxy
+	// sem caps in-flight upstream requests; nil: no cap.
+	sem chan struct{}
+}
+
+// transports keeps one pooled *http.Transport per route timeout, shared by
+// every configuration generation so that a reload keeps warm upstream
+// connections. The route timeout is the transport's ResponseHeaderTimeout:
+// the upstream must start answering within it, then the body streams.
+type transports struct {
+	mu          sync.Mutex
+	byTimeout   map[time.Duration]*http.Transport
+	maxIdlePer  int
+	dialTimeout time.Duration
+}
+
+func (t *transports) get(timeout time.Duration) *http.Transport {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if tr, ok := t.byTimeout[timeout]; ok {
+		return tr
+	}
+	if t.byTimeout == nil {
+		t.byTimeout = map[time.Duration]*http.Transport{}
+	}
+	dial := t.dialTimeout
+	if dial == 0 || timeout < dial {
+		dial = timeout
+	}
+	tr := &http.Transport{
+		Proxy: nil, // upstreams are reached directly, whatever HTTP_PROXY says
+		DialContext: (&net.Dialer{
+			Timeout:   dial,
+			KeepAlive: 30 * time.Second,
+		}).DialContext,
+		MaxIdleConns:           0,
+		MaxIdleConnsPerHost:    t.maxIdlePer,
+		IdleConnTimeout:        90 * time.Second,
+		TLSHandshakeTimeout:    10 * time.Second,
+		ResponseHeaderTimeout:  timeout,
+		ExpectContinueTimeout:  time.Second,
+		ForceAttemptHTTP2:      true,
+		MaxResponseHeaderBytes: 1 << 20,
+	}
+	t.byTimeout[timeout] = tr
+	return tr
+}
+
+func (t *transports) closeIdle() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, tr := range t.byTimeout {
+		tr.CloseIdleConnections()
+	}
+}
+
+// newRoute builds the proxy of one compiled route.
+func (g *Gateway) newRoute(pr *policy.Route) (*route, error) {
+	u, err := url.Parse(pr.Config.Upstream)
+	if err != nil {
+		return nil, fmt.Errorf("routes[%d].upstream: %w", pr.Index, err)
+	}
+	rt := &route{
+		Route:  pr,
+		name:   pr.Config.Name,
+		target: &url.URL{Scheme: u.Scheme, Host: u.Host},
+		base:   strings.TrimSuffix(u.EscapedPath(), "/"),
+	}
+	if n := pr.Config.MaxConcurrent; n > 0 {
+		rt.sem = make(chan struct{}, n)
+	}
+	rt.proxy = &httputil.ReverseProxy{
+		Rewrite:        g.rewrite,
+		Transport:      g.transports.get(pr.Config.Timeout),
+		ModifyResponse: g.modifyResponse,
+		ErrorHandler:   g.proxyError,
+		ErrorLog:       zapErrorLog(g.log.Named("proxy")),
+		BufferPool:     bufferPool{},
+	}
+	return rt, nil
+}
+
+// rewrite builds the outgoing request. It runs after httputil has removed
+// the hop-by-hop headers, including any the client named in Connection, so
+// nothing set here can be removed by the client.
+func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
+	rs := requestStateFrom(pr.In.Context())
+	st, rt, out := rs.st, rs.route, pr.Out
+
+	out.URL.Scheme = rt.target.Scheme
+	out.URL.Host = rt.target.Host
+	p := rt.base + rs.forwardPath
+	out.URL.RawPath = p
+	out.URL.Path, _ = url.PathUnescape(p) // canonical: cannot fail
+	out.URL.RawQuery = pr.In.URL.RawQuery
+	out.Host = ""
+
+	h := out.Header
+	st.ident.strip(h)
+	delete(h, "Portcullis-Session")
+	delete(h, "Portcullis-Session-Update")
+	delete(h, "Http2-Settings")
+	if strings.EqualFold(h.Get("Upgrade"), "h2c") {
+		delete(h, "Upgrade")
+		delete(h, "Connection")
+	}
+	removeCookies(h, st.cfg.Sessions.CookieName, st.cfg.Tokens.RefreshCookie)
+	if !*rt.Config.ForwardAuthorization {
+		delete(h, "Authorization")
+	}
+	g.setForwarded(pr, st, rs)
+	if id := rs.identity; id != nil {
+		st.ident.set(h, id)
+		if rs.assertion != "" {
+			h[st.ident.assertion] = []string{rs.assertion}
+		}
+	}
+	h["X-Request-Id"] = []string{rs.requestID}
+}
+
+// setForwarded writes X-Forwarded-For/-Proto/-Host. Inbound values are kept
+// (and extended) only from server.trusted_proxies; otherwise replaced.
+func (g *Gateway) setForwarded(pr *httputil.ProxyRequest, st *state, rs *requestState) {
+	in, h := pr.In, pr.Out.Header
+	proto := "http"
+	if in.TLS != nil {
+		proto = "https"
+	}
+	client := rs.client.String()
+	if rs.trusted {
+		if prior := in.Header.Values("X-Forwarded-For"); len(prior) > 0 {
+			client = strings.Join(prior, ", ") + ", " + client
+		}
+		if p := in.Header.Get("X-Forwarded-Proto"); p != "" {
+			proto = p
+		}
+		if f := in.Header.Values("Forwarded"); len(f) > 0 {
+			h["Forwarded"] = f
+		}
+	} else {
+		delete(h, "Forwarded")
+	}
+	host := in.Host
+	if rs.trusted {
+		if fh := in.Header.Get("X-Forwarded-Host"); fh != "" {
+			host = fh
+		}
+	}
+	h["X-Forwarded-For"] = []string{client}
+	h["X-Forwarded-Proto"] = []string{proto}
+	h["X-Forwarded-Host"] = []string{host}
+}
+
+// modifyResponse acts on the upstream's answer before it is sent: session
+// issuance headers on issue_session routes, removed everywhere else.
+func (g *Gateway) modifyResponse(resp *http.Response) error {
+	rs := requestStateFrom(resp.Request.Context())
+	h := resp.Header
+	create, update := h.Get("Portcullis-Session"), h.Get("Portcullis-Session-Update")
+	if create == "" && update == "" {
+		return nil
+	}
+	delete(h, "Portcullis-Session")
+	delete(h, "Portcullis-Session-Update")
+	if !rs.route.Config.IssueSession {
+		g.log.Warn("upstream sent session headers on a route without issue_session; ignored",
+			rs.logFields()...)
+		return nil
+	}
+	return g.issueFromResponse(resp, rs, create, update)
+}
+
+// proxyError answers a failed upstream exchange.
+func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) {
+	rs := requestStateFrom(r.Context())
+	var he *httpError
+	if !errors.As(err, &he) {
+		he = upstreamError(err)
+	}
+	rs.err = he
+	writeError(w, he, rs.requestID)
+}
+
+// bufferPool lends httputil 32 KiB copy buffers.
+type bufferPool struct{}
+
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32*1024); return &b }}
+
+func (bufferPool) Get() []byte  { return *(copyBuffers.Get().(*[]byte)) }
+func (bufferPool) Put(b []byte) { copyBuffers.Put(&b) }
+
+type requestStateKey struct{}
+
+// requestStateFrom is the typed getter of the per-request state.
+func requestStateFrom(ctx context.Context) *requestState {
+	rs, _ := ctx.Value(requestStateKey{}).(*requestState)
+	return rs
+}
