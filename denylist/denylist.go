@@ -327,7 +327,6 @@ func (d *Denylist) confirm(ctx context.Context, key string) error {
 		if ctx.Err() != nil {
 			return fmt.Errorf("%w: confirming a revocation: %w", ErrUnavailable, ctx.Err())
 		}
-		d.m.StoreErrors.Inc()
 		if d.failOpen {
 			d.m.FailOpen.Inc()
 			d.log.Warn("revocation not confirmed, store unreachable: letting the request through (fail_mode open)", zap.Error(err))
@@ -381,7 +380,7 @@ func (d *Denylist) Revoke(ctx context.Context, r store.Revocation) error {
 		return nil
 	}
 	if err := d.st.AddRevocation(ctx, r); err != nil {
-		return d.writeFailure(ctx, "adding a revocation", err)
+		return d.writeFailure("adding a revocation", err)
 	}
 	d.addRevocation(r)
 	d.log.Debug("revoked", zap.String("kind", r.Kind), zap.String("issuer", r.Issuer), zap.String("id", r.ID))
@@ -420,7 +419,7 @@ func (d *Denylist) addCutoff(ctx context.Context, kind, name string, before time
 		return nil // every token it could reject has expired
 	}
 	if err := d.st.AddCutoff(ctx, c); err != nil {
-		return d.writeFailure(ctx, "adding a "+kind+" cutoff", err)
+		return d.writeFailure("adding a "+kind+" cutoff", err)
 	}
 	d.applyCutoff(c)
 	return nil
@@ -438,7 +437,7 @@ func (d *Denylist) Lookup(ctx context.Context, id string) (store.Revocation, err
 	case errors.Is(err, store.ErrNotFound):
 		return store.Revocation{}, fmt.Errorf("denylist: lookup: %w", err)
 	case err != nil:
-		return store.Revocation{}, d.writeFailure(ctx, "looking up a revocation", err)
+		return store.Revocation{}, d.writeFailure("looking up a revocation", err)
 	}
 	return r, nil
 }
@@ -457,11 +456,10 @@ func (d *Denylist) Cutoff(kind, name string) (time.Time, bool) {
 	return c.before, ok
 }
 
-// writeFailure counts and wraps a failed store call.
-func (d *Denylist) writeFailure(ctx context.Context, op string, err error) error {
-	if ctx.Err() == nil {
-		d.m.StoreErrors.Inc()
-	}
+// writeFailure wraps a failed store call. (portcullis_store_errors_total is
+// counted where the failure happens, by the store: counting it here too
+// would count every failure twice.)
+func (d *Denylist) writeFailure(op string, err error) error {
 	return fmt.Errorf("%w: %s: %w", ErrUnavailable, op, err)
 }
 

@@ -178,9 +178,6 @@ func (d *Denylist) resyncOnce(ctx context.Context) (err error) {
 			d.rebuilding = false
 			d.pendingKeys, d.pendingCutoffs = nil, nil
 			d.mu.Unlock()
-			if ctx.Err() == nil {
-				d.m.StoreErrors.Inc()
-			}
 		}
 	}()
 

@@ -42,7 +42,7 @@ func (e *httpError) Unwrap() error { return e.Err }
 const statusClientClosed = 499
 
 var (
-	errHeaderTooLarge = &httpError{Status: http.StatusRequestHeaderFieldsTooLarge, Code: "request_header_fields_too_large", Description: "too many request header fields", Reason: "header-count"}
+	errHeaderTooLarge = &httpError{Status: http.StatusRequestHeaderFieldsTooLarge, Code: "request_header_fields_too_large", Description: "request header fields too large", Reason: "header-too-large"}
 	errBadTarget      = &httpError{Status: http.StatusBadRequest, Code: "invalid_request", Description: "request target not supported", Reason: "bad-target"}
 	errTwoAuth        = &httpError{Status: http.StatusBadRequest, Code: "invalid_request", Description: "more than one Authorization header", Reason: "duplicate-authorization"}
 	errTwoCookies     = &httpError{Status: http.StatusBadRequest, Code: "invalid_request", Description: "conflicting session cookies", Reason: "duplicate-session-cookie"}

@@ -289,7 +289,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rs *requestState
 	cfg := st.cfg
 
 	// Hygiene, before routing and authentication.
-	if n := headerCount(r.Header); n > cfg.Server.MaxHeaderCount {
+	if n, size := headerSize(r); n > cfg.Server.MaxHeaderCount || size > cfg.Server.MaxHeaderBytes {
 		return errHeaderTooLarge
 	}
 	if len(r.Header["Authorization"]) > 1 {
@@ -453,12 +453,18 @@ func sameOrigin(r *http.Request) bool {
 	return false
 }
 
-func headerCount(h http.Header) int {
-	n := 0
-	for _, v := range h {
-		n += len(v)
+// headerSize counts the header fields and the bytes of the request line
+// and header block as sent. net/http enforces MaxHeaderBytes only with 4 KiB
+// of slack; this makes server.max_header_bytes exact.
+func headerSize(r *http.Request) (fields, size int) {
+	size = len(r.Method) + len(r.RequestURI) + len(r.Proto) + 4 + len(r.Host) + 8
+	for k, vs := range r.Header {
+		fields += len(vs)
+		for _, v := range vs {
+			size += len(k) + len(v) + 4
+		}
 	}
-	return n
+	return fields, size
 }
 
 // requestPath is the path of the request target exactly as sent: the

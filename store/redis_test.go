@@ -471,7 +471,7 @@ func TestRedisSubscribeSurvivesRestart(t *testing.T) {
 		t.Errorf("StoreErrors = %v after a lost subscription, want >= 1", n)
 	}
 
-	r := Revocation{Kind: KindSession, ID: "AAAAAAAAAAAAAAAAAAAAAA", ExpiresAt: time.Now().Add(time.Hour)}
+	r := Revocation{Kind: KindSession, ID: "AAAAAAAAAAAAAAAAAAAAAA", ExpiresAt: time.UnixMilli(time.Now().Add(time.Hour).UnixMilli())}
 	if err := st.AddRevocation(context.Background(), r); err != nil {
 		t.Fatal(err)
 	}
@@ -535,10 +535,15 @@ func TestRedisUnavailable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer hang.Close()
 	var conns sync.WaitGroup
-	defer conns.Wait()
+	accepting := make(chan struct{})
+	defer func() {
+		hang.Close()
+		<-accepting
+		conns.Wait()
+	}()
 	go func() {
+		defer close(accepting)
 		for {
 			c, err := hang.Accept()
 			if err != nil {

@@ -148,6 +148,27 @@ func parseBearer(v string) (token string, ok bool, err error) {
 	return rest, true, nil
 }
 
+// notB64Token is 1 for the bytes that are not in an RFC 6750 b64token
+// (before its padding).
+var notB64Token = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 1
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = 0
+	}
+	for c := 'A'; c <= 'Z'; c++ {
+		t[c] = 0
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = 0
+	}
+	for _, c := range "-._~+/" {
+		t[c] = 0
+	}
+	return t
+}()
+
 // isB64Token reports whether s is an RFC 6750 b64token:
 // 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=".
 func isB64Token(s string) bool {
@@ -158,16 +179,11 @@ func isB64Token(s string) bool {
 	if n == 0 {
 		return false
 	}
+	var bad byte // branch-free: tokens are long and almost always valid
 	for i := 0; i < n; i++ {
-		c := s[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case c == '-', c == '.', c == '_', c == '~', c == '+', c == '/':
-		default:
-			return false
-		}
+		bad |= notB64Token[s[i]]
 	}
-	return true
+	return bad == 0
 }
 
 // findCookie scans Cookie header lines for name without allocating. Empty

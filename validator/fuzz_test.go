@@ -88,6 +88,9 @@ func FuzzVerify(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Cleanup(v.Close)
+	if _, err := v.Verify(context.Background(), valid); err != nil {
+		f.Fatalf("the valid seed does not verify: %v", err)
+	}
 	pub := fuzzKey.Public().(ed25519.PublicKey)
 	f.Fuzz(func(t *testing.T, token string) {
 		id, err := v.Verify(t.Context(), token)
