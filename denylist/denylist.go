@@ -444,7 +444,8 @@ func (d *Denylist) Lookup(ctx context.Context, id string) (store.Revocation, err
 
 // Cutoff returns the current cutoff of kind (store.CutoffSubject or
 // store.CutoffSession) for name, for the token minter: a token it mints for
-// that name must have an iat not before it.
+// that name is accepted only if its iat is not before the cutoff (iat has
+// whole seconds, so round the cutoff up to the next second).
 func (d *Denylist) Cutoff(kind, name string) (time.Time, bool) {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
@@ -476,9 +477,15 @@ func validRevocation(r store.Revocation) error {
 	return nil
 }
 
-// addRevocation adds r to the filter and the confirmed cache.
+// addRevocation adds r to the confirmed cache, then to the filter: a Check
+// that sees the new filter bits finds the confirmation without a store call.
 func (d *Denylist) addRevocation(r store.Revocation) {
 	key := r.Key()
+	d.cacheMu.Lock()
+	d.putConfirmedLocked(key, r.ExpiresAt)
+	d.invalidateRefutedLocked()
+	d.cacheMu.Unlock()
+
 	d.mu.Lock()
 	if !d.filter.TestAndAdd(bytesOf(key)) {
 		d.entries++
@@ -488,11 +495,6 @@ func (d *Denylist) addRevocation(r store.Revocation) {
 		d.pendingKeys = append(d.pendingKeys, key)
 	}
 	d.mu.Unlock()
-
-	d.cacheMu.Lock()
-	d.putConfirmedLocked(key, r.ExpiresAt)
-	d.invalidateRefutedLocked()
-	d.cacheMu.Unlock()
 }
 
 // invalidateRefutedLocked forgets the refuted hits. d.cacheMu is held.

@@ -17,9 +17,10 @@ import (
 
 // Run keeps the denylist in sync with the store until ctx is done, then
 // returns nil. It subscribes to the published revocations and cutoffs, loads
-// everything from the store at once (retrying with backoff until the first
-// load succeeds, which makes Ready true), rebuilds again after every
-// (re)subscription, and every resync_interval with ±10% jitter. Panics in
+// everything from the store once subscribed (or after a second without a
+// subscription), retrying with backoff until the first load succeeds, which
+// makes Ready true; then it rebuilds after every (re)subscription and every
+// resync_interval with ±10% jitter. Panics in
 // its goroutines are recovered and logged. Call it once.
 func (d *Denylist) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
@@ -30,7 +31,10 @@ func (d *Denylist) Run(ctx context.Context) error {
 	}()
 	defer wg.Wait()
 
-	timer := time.NewTimer(0) // the first load starts at once
+	// The first load waits for the subscription (onSubscribed triggers it),
+	// so that nothing published after the load is missed and one load
+	// serves both; it starts anyway after firstLoadWait.
+	timer := time.NewTimer(firstLoadWait)
 	defer timer.Stop()
 	var backoff time.Duration
 	for {
@@ -53,6 +57,10 @@ func (d *Denylist) Run(ctx context.Context) error {
 		timer.Reset(jitter(d.resyncEvery))
 	}
 }
+
+// firstLoadWait bounds how long Run waits for the subscription before its
+// first load.
+const firstLoadWait = time.Second
 
 // subscribeLoop runs the store's Subscribe until ctx is done, restarting it
 // with backoff if it returns early.

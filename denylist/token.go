@@ -28,12 +28,13 @@ func hashTokenID(signingInput string) string {
 }
 
 // RevocationFromToken builds the KindToken revocation of a compact JWS from
-// its iss, jti (or hashTokenID of its signing input when it has none) and
-// exp, WITHOUT verifying its signature: an administrator may revoke a token
-// whose signature this node cannot check. A token without exp returns the
-// revocation with a zero ExpiresAt and ErrNoExpiry: the caller must then
-// supply the expiry. A malformed token returns an error matching ErrInvalid.
-// Errors never contain the token.
+// its iss, jti and exp; without a jti (or with an empty one) the ID is
+// "sha256:" + unpadded base64url(SHA-256(header.payload)), byte-identical to
+// the validator's Identity.TokenID. The signature is NOT verified: an
+// administrator may revoke a token whose signature this node cannot check.
+// A token without exp returns the revocation with a zero ExpiresAt and
+// ErrNoExpiry: the caller must then supply the expiry. A malformed token
+// returns an error matching ErrInvalid. Errors never contain the token.
 func RevocationFromToken(token string) (store.Revocation, error) {
 	token = strings.TrimSpace(token)
 	if len(token) > maxTokenBytes {

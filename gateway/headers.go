@@ -4,7 +4,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"strconv"
 	"strings"
 
 	"github.com/portcullis/portcullis/validator"
@@ -110,45 +109,10 @@ func (ih *identityHeaders) set(h http.Header, id *validator.Identity) {
 	put(ih.amr, id.AMRHeader())
 	put(ih.time, id.AuthTimeHeader())
 	for _, e := range ih.extra {
-		put(e[1], extraValue(id, e[0]))
-	}
-}
-
-// extraValue renders an identity.headers claim: a JWT claim by dotted path,
-// or a session attribute. Strings pass as they are (the validator refused
-// control characters), numbers and booleans are formatted, arrays of
-// strings are comma-joined; anything else is left out.
-func extraValue(id *validator.Identity, claim string) string {
-	if id.Attributes != nil {
-		return id.Attributes[claim]
-	}
-	var v any = id.Claims
-	for _, part := range strings.Split(claim, ".") {
-		m, ok := v.(map[string]any)
-		if !ok {
-			return ""
+		if v, ok := id.ClaimHeader(e[0]); ok {
+			put(e[1], v)
 		}
-		v = m[part]
 	}
-	switch x := v.(type) {
-	case string:
-		return x
-	case float64:
-		return strconv.FormatFloat(x, 'f', -1, 64)
-	case bool:
-		return strconv.FormatBool(x)
-	case []any:
-		parts := make([]string, 0, len(x))
-		for _, e := range x {
-			s, ok := e.(string)
-			if !ok {
-				return ""
-			}
-			parts = append(parts, s)
-		}
-		return strings.Join(parts, ",")
-	}
-	return ""
 }
 
 // removeCookies drops the named cookies from the Cookie header(s), keeping

@@ -48,7 +48,8 @@ type memSession struct {
 	idHash    [32]byte  // SHA-256 of the session ID (opaque sessions)
 	idleUntil time.Time // min(ExpiresAt, last use + idle)
 	current   [32]byte  // SHA-256 of the current refresh token (families)
-	pointers  map[[32]byte]struct{}
+	// pointers are the family's refresh-token pointers, oldest first.
+	pointers [][32]byte
 }
 
 // memPointer leads from a refresh token to its family.
@@ -159,7 +160,7 @@ func (m *Memory) deleteLocked(handle string) (*memSession, bool) {
 		return nil, false
 	}
 	delete(m.sessions, handle)
-	for h := range ms.pointers {
+	for _, h := range ms.pointers {
 		delete(m.pointers, h)
 	}
 	if hs := m.subjects[ms.s.Subject]; hs != nil {
@@ -171,10 +172,11 @@ func (m *Memory) deleteLocked(handle string) (*memSession, bool) {
 	return ms, true
 }
 
+// dropPointerLocked removes a refresh pointer.
 func (m *Memory) dropPointerLocked(h [32]byte, p *memPointer) {
 	delete(m.pointers, h)
 	if ms, ok := m.sessions[p.handle]; ok {
-		delete(ms.pointers, h)
+		ms.pointers = slices.DeleteFunc(ms.pointers, func(x [32]byte) bool { return x == h })
 	}
 }
 
@@ -205,7 +207,7 @@ func (m *Memory) CreateSession(ctx context.Context, n NewSession) (Created, erro
 	g := group(n.Subject)
 	// Drawing secrets is the slow part; do it before taking the lock.
 	secret, h := newSecret(g)
-	ms := &memSession{pointers: make(map[[32]byte]struct{})}
+	ms := &memSession{}
 	if n.Mode == ModeTokens {
 		ms.current = h
 	} else {
@@ -243,7 +245,7 @@ func (m *Memory) CreateSession(ctx context.Context, n NewSession) (Created, erro
 	m.subjects[n.Subject][ms.s.Handle] = struct{}{}
 	if n.Mode == ModeTokens {
 		m.pointers[h] = &memPointer{handle: ms.s.Handle, until: ms.idleUntil}
-		ms.pointers[h] = struct{}{}
+		ms.pointers = append(ms.pointers, h)
 	}
 	return Created{Session: ms.s.clone(), Secret: secret, Evicted: evicted}, nil
 }
@@ -417,12 +419,15 @@ func (m *Memory) Rotate(ctx context.Context, refreshToken string, now time.Time,
 	p.sealed = sealed
 	p.until = ms.idleUntil
 	m.pointers[nextHash] = &memPointer{handle: ms.s.Handle, until: ms.idleUntil}
-	ms.pointers[nextHash] = struct{}{}
-	for ph := range ms.pointers {
-		if pp := m.pointers[ph]; pp == nil || !now.Before(pp.until) {
-			delete(m.pointers, ph)
-			delete(ms.pointers, ph)
+	ms.pointers = append(ms.pointers, nextHash)
+	// Drop the oldest pointers once expired (the sweep gets any other).
+	for len(ms.pointers) > 0 {
+		pp := m.pointers[ms.pointers[0]]
+		if pp != nil && now.Before(pp.until) {
+			break
 		}
+		delete(m.pointers, ms.pointers[0])
+		ms.pointers = ms.pointers[1:]
 	}
 	return Rotated{Session: ms.s.clone(), Token: next}, nil
 }

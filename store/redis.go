@@ -64,6 +64,9 @@ import (
 // "P" + "events" as compact JSON (PUBLISH is broadcast to every node of a
 // cluster, so any node can subscribe).
 
+// The scripts run on whichever client NewRedis builds.
+var _ redis.Scripter = redis.UniversalClient(nil)
+
 // Defaults of RedisConfig fields left zero.
 const (
 	defaultTimeout   = time.Second
@@ -111,14 +114,18 @@ func NewRedis(cfg RedisConfig, opts RedisOptions) (*Redis, error) {
 		return nil, fmt.Errorf("store: redis config: %w", err)
 	}
 	uo := &redis.UniversalOptions{
-		Addrs:                 cfg.Addrs,
-		MasterName:            cfg.MasterName,
-		Username:              cfg.Username,
-		Password:              cfg.Password,
-		SentinelPassword:      cfg.SentinelPassword,
-		DB:                    cfg.DB,
-		PoolSize:              cfg.PoolSize,
-		DialTimeout:           cfg.Timeout,
+		Addrs:            cfg.Addrs,
+		MasterName:       cfg.MasterName,
+		Username:         cfg.Username,
+		Password:         cfg.Password,
+		SentinelPassword: cfg.SentinelPassword,
+		DB:               cfg.DB,
+		PoolSize:         cfg.PoolSize,
+		DialTimeout:      cfg.Timeout,
+		// A refused connection fails fast rather than retrying for the
+		// whole timeout; the command retries still ride out a restart.
+		DialerRetries:         2,
+		DialerRetryTimeout:    20 * time.Millisecond,
 		ReadTimeout:           cfg.Timeout,
 		WriteTimeout:          cfg.Timeout,
 		ContextTimeoutEnabled: true,
@@ -174,10 +181,33 @@ func (r *Redis) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
 
 // fail counts a technical failure and wraps it for the caller.
 func (r *Redis) fail(op string, err error) error {
+	r.countError()
+	return fmt.Errorf("store: %s: %w", op, err)
+}
+
+// countError counts a technical failure in StoreErrors.
+func (r *Redis) countError() {
 	if r.metrics != nil {
 		r.metrics.StoreErrors.Inc()
 	}
-	return fmt.Errorf("store: %s: %w", op, err)
+}
+
+// decodeRecord is decodeRecord, counting a corrupt record as a failure.
+func (r *Redis) decodeRecord(f map[string]string) (record, error) {
+	rec, err := decodeRecord(f)
+	if err != nil {
+		r.countError()
+	}
+	return rec, err
+}
+
+// decodeFlat is decodeFlat, counting a corrupt record as a failure.
+func (r *Redis) decodeFlat(v any) (record, error) {
+	rec, err := decodeFlat(v)
+	if err != nil {
+		r.countError()
+	}
+	return rec, err
 }
 
 // isNil reports Redis's "no such key" answer.

@@ -158,7 +158,7 @@ func (r *Redis) ScanRevocations(ctx context.Context, now time.Time, fn func(Revo
 			}
 			rv, ok := parseKey(key)
 			if !ok {
-				r.log.Warn("store: skipping a malformed revocation index entry")
+				r.log.Warn("skipping a malformed revocation index entry")
 				continue
 			}
 			rv.ExpiresAt = fromMS(scores[i])
@@ -201,7 +201,7 @@ func (r *Redis) zscan(ctx context.Context, op, key string, page func(members []s
 		for i := 0; i+1 < len(vals); i += 2 {
 			f, err := strconv.ParseFloat(vals[i+1], 64)
 			if err != nil {
-				return fmt.Errorf("store: %s: corrupt score: %w", op, err)
+				return r.fail(op, fmt.Errorf("corrupt score: %w", err))
 			}
 			members = append(members, vals[i])
 			scores = append(scores, int64(f))
@@ -295,11 +295,9 @@ func (r *Redis) Subscribe(ctx context.Context, onEvent func(Event), onSubscribed
 		if subscribed {
 			backoff = minBackoff
 		}
-		if r.metrics != nil {
-			r.metrics.StoreErrors.Inc()
-		}
+		r.countError()
 		wait := backoff/2 + rand.N(backoff/2+1)
-		r.log.Warn("store: subscription lost; reconnecting", zap.Error(err), zap.Duration("backoff", wait))
+		r.log.Warn("subscription lost; reconnecting", zap.Error(err), zap.Duration("backoff", wait))
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -352,7 +350,7 @@ func (r *Redis) subscribeOnce(ctx context.Context, onEvent func(Event), onSubscr
 				e, ok = w.event()
 			}
 			if !ok {
-				r.log.Warn("store: ignoring a malformed event", zap.Int("bytes", len(m.Payload)))
+				r.log.Warn("ignoring a malformed event", zap.Int("bytes", len(m.Payload)))
 				continue
 			}
 			onEvent(e)

@@ -51,11 +51,15 @@ end
 // KEYS[4] pointer set (families only). ARGV[1] tag, ARGV[2] handle,
 // ARGV[3] now, ARGV[4] max per subject (0: none), ARGV[5] record TTL,
 // ARGV[6] TTL until ExpiresAt, ARGV[7] sha(first refresh token) or "",
-// ARGV[8...] the record's field/value pairs. Returns the evicted records.
+// ARGV[8] and ARGV[9] a field and value that only this creation writes
+// (the ID hash or the token's), ARGV[10...] the record's field/value
+// pairs. Returns the evicted records. A client retry of a creation that
+// already happened finds its own record and changes nothing.
 var createScript = redis.NewScript(luaPrelude + `
 local tag, handle = ARGV[1], ARGV[2]
 local now, max, ttl, abs = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 if redis.call('EXISTS', KEYS[1]) == 1 then
+  if redis.call('HGET', KEYS[1], ARGV[8]) == ARGV[9] then return {} end
   return redis.error_reply('handle collision')
 end
 local evicted = {}
@@ -81,7 +85,7 @@ else
     if redis.call('EXISTS', tag .. 's:' .. h) == 0 then redis.call('ZREM', KEYS[2], h) end
   end
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 8))
+redis.call('HSET', KEYS[1], unpack(ARGV, 10))
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 redis.call('ZADD', KEYS[2], ARGV[3], handle)
 if redis.call('PTTL', KEYS[2]) < abs then redis.call('PEXPIRE', KEYS[2], ARGV[6]) end
@@ -166,11 +170,13 @@ return out
 // Returns {status, sealed successor, family record} with status one of
 // "rotated" (the record after rotation), "replayed" (within the grace; the
 // successor is the one stored when the token was replaced), "reused" (the
-// family, now deleted) or "absent".
+// family, now deleted) or "absent". ARGV[2] is fresh for every call, so a
+// replaced pointer whose successor is ARGV[2] means that the client is
+// retrying this very call after the rotation happened: it gets "rotated".
 var rotateScript = redis.NewScript(luaPrelude + `
 local tag = ARGV[1]
 local now, grace, idle = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local ptr = redis.call('HMGET', KEYS[1], 'h', 'ra', 'sc')
+local ptr = redis.call('HMGET', KEYS[1], 'h', 'ra', 'sc', 'sn')
 local handle = ptr[1]
 if not handle then return {'absent'} end
 local sk = tag .. 's:' .. handle
@@ -182,6 +188,7 @@ end
 local f = tomap(rec)
 if f['m'] ~= 'tokens' or not live(f, now) then return {'absent'} end
 if ptr[2] then
+  if ptr[4] == ARGV[2] then return {'rotated', '', rec} end
   if now - tonumber(ptr[2]) < grace then return {'replayed', ptr[3], rec} end
   delete_session(tag, handle)
   return {'reused', '', rec}
@@ -196,7 +203,7 @@ redis.call('HSET', sk, 't', ARGV[2], 'g', fmt(tonumber(f['g']) + 1), 'l', ARGV[4
 redis.call('PEXPIRE', sk, fmt(x - now))
 -- The replaced token's pointer stays as long as the family could still be
 -- used through it, so that its reuse is detected; the new one is current.
-redis.call('HSET', KEYS[1], 'ra', ARGV[4], 'sc', ARGV[3])
+redis.call('HSET', KEYS[1], 'ra', ARGV[4], 'sc', ARGV[3], 'sn', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], fmt(x - now))
 local nk = tag .. 'r:' .. ARGV[2]
 redis.call('HSET', nk, 'h', handle)

@@ -19,8 +19,9 @@ func (r *Redis) CreateSession(ctx context.Context, n NewSession) (Created, error
 	}
 	g := group(n.Subject)
 	secret, h := newSecret(g)
-	now := r.now()
+	now := fromMS(ms(r.now())) // Redis keeps milliseconds; answer what it keeps
 	s := newSessionValue(n, now)
+	s.AuthTime = fromMS(ms(s.AuthTime))
 	var idHash []byte
 	var current string
 	if n.Mode == ModeTokens {
@@ -39,9 +40,13 @@ func (r *Redis) CreateSession(ctx context.Context, n NewSession) (Created, error
 	if current != "" {
 		keys = append(keys, r.pointerKey(g, current), r.pointersKey(g, s.Handle))
 	}
+	markField, markValue := fIDHash, any(idHash)
+	if current != "" {
+		markField, markValue = fCurrent, current
+	}
 	args := append([]any{
 		r.tag(g), s.Handle, msArg(ms(now)), n.MaxPerSubject,
-		msArg(ttlMS(idle, now)), msArg(ttlMS(s.ExpiresAt, now)), current,
+		msArg(ttlMS(idle, now)), msArg(ttlMS(s.ExpiresAt, now)), current, markField, markValue,
 	}, fields...)
 
 	ctx, cancel := r.ctx(ctx)
@@ -52,7 +57,7 @@ func (r *Redis) CreateSession(ctx context.Context, n NewSession) (Created, error
 	}
 	c := Created{Session: s, Secret: secret}
 	for _, v := range res {
-		rec, err := decodeFlat(v)
+		rec, err := r.decodeFlat(v)
 		if err != nil {
 			return Created{}, err
 		}
@@ -75,7 +80,7 @@ func (r *Redis) SessionByID(ctx context.Context, id string) (Session, error) {
 	if len(f) == 0 || f[fMode] != "" || subtle.ConstantTimeCompare([]byte(f[fIDHash]), h[:]) != 1 {
 		return Session{}, ErrNotFound
 	}
-	rec, err := decodeRecord(f)
+	rec, err := r.decodeRecord(f)
 	if err != nil {
 		return Session{}, err
 	}
@@ -100,7 +105,7 @@ func (r *Redis) SessionByHandle(ctx context.Context, handle string) (Session, er
 	if len(f) == 0 {
 		return Session{}, ErrNotFound
 	}
-	rec, err := decodeRecord(f)
+	rec, err := r.decodeRecord(f)
 	if err != nil {
 		return Session{}, err
 	}
@@ -152,7 +157,7 @@ func (r *Redis) UpdateSession(ctx context.Context, handle string, u Update, now 
 	if err != nil {
 		return Session{}, r.fail("update session", err)
 	}
-	rec, err := decodeFlat(res)
+	rec, err := r.decodeFlat(res)
 	if err != nil {
 		return Session{}, err
 	}
@@ -175,7 +180,7 @@ func (r *Redis) DeleteSession(ctx context.Context, handle string) (Session, erro
 	if err != nil {
 		return Session{}, r.fail("delete session", err)
 	}
-	rec, err := decodeFlat(res)
+	rec, err := r.decodeFlat(res)
 	if err != nil {
 		return Session{}, err
 	}
@@ -210,7 +215,7 @@ func (r *Redis) subjectScript(ctx context.Context, op string, run scriptRunner, 
 	now := r.now()
 	out := make([]Session, 0, len(res))
 	for _, v := range res {
-		rec, err := decodeFlat(v)
+		rec, err := r.decodeFlat(v)
 		if err != nil {
 			return nil, err
 		}
@@ -246,7 +251,7 @@ func (r *Redis) Rotate(ctx context.Context, refreshToken string, now time.Time, 
 	if status == "absent" || len(res) != 3 {
 		return Rotated{}, ErrNotFound
 	}
-	rec, err := decodeFlat(res[2])
+	rec, err := r.decodeFlat(res[2])
 	if err != nil {
 		return Rotated{}, err
 	}
@@ -257,6 +262,7 @@ func (r *Redis) Rotate(ctx context.Context, refreshToken string, now time.Time, 
 		s, _ := res[1].(string)
 		succ, err := unseal(refreshToken, []byte(s), name)
 		if err != nil {
+			r.countError()
 			return Rotated{}, err
 		}
 		return Rotated{Session: rec.s, Token: succ, Replayed: true}, nil

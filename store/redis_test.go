@@ -51,11 +51,13 @@ func redisOpener(cfg RedisConfig) opener {
 }
 
 func TestRedisConformance(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	runConformance(t, redisOpener(RedisConfig{Addrs: []string{srv.Addr()}}))
 }
 
 func TestRedisClusterConformance(t *testing.T) {
+	t.Parallel()
 	cl := redistest.StartCluster(t, 3)
 	cfg := RedisConfig{Addrs: cl.Addrs()}
 	runConformance(t, redisOpener(cfg))
@@ -90,11 +92,13 @@ func TestRedisClusterConformance(t *testing.T) {
 }
 
 func TestRedisSentinelConformance(t *testing.T) {
+	t.Parallel()
 	s := redistest.StartSentinel(t, "portcullis")
 	runConformance(t, redisOpener(RedisConfig{Addrs: s.Addrs(), MasterName: s.MasterName()}))
 }
 
 func TestNewRedisConfig(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name    string
 		cfg     RedisConfig
@@ -128,6 +132,7 @@ func TestNewRedisConfig(t *testing.T) {
 // TestRedisNoSecretsStored dumps every key and value and looks for any
 // session ID or refresh token the store ever handed out, in text and raw.
 func TestRedisNoSecretsStored(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	ctx := context.Background()
 	st := openRedis(t, RedisConfig{Addrs: []string{srv.Addr()}}, RedisOptions{})
@@ -297,6 +302,7 @@ func (h *countHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pr
 // TestRedisCommandsPerCall checks the hot paths' cost in Redis: one read
 // command per SessionByID, one script per Rotate.
 func TestRedisCommandsPerCall(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	ctx := context.Background()
 	st := openRedis(t, RedisConfig{Addrs: []string{srv.Addr()}, PoolSize: 1}, RedisOptions{})
@@ -357,6 +363,7 @@ func TestRedisCommandsPerCall(t *testing.T) {
 // TestRedisKeyTTLs checks the real expiry of keys: every session, family
 // and pointer key ends by itself, at the times the contract says.
 func TestRedisKeyTTLs(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	ctx := context.Background()
 	st := openRedis(t, RedisConfig{Addrs: []string{srv.Addr()}}, RedisOptions{})
@@ -451,6 +458,7 @@ func TestRedisKeyTTLs(t *testing.T) {
 // TestRedisSubscribeSurvivesRestart checks that a subscription comes back
 // after Redis restarts, calls onSubscribed again and delivers new events.
 func TestRedisSubscribeSurvivesRestart(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	m := metrics.New()
 	st := openRedis(t, RedisConfig{Addrs: []string{srv.Addr()}, Timeout: 500 * time.Millisecond}, RedisOptions{Metrics: m})
@@ -492,6 +500,7 @@ func TestRedisSubscribeSurvivesRestart(t *testing.T) {
 // TestRedisSubscribeIgnoresMalformed checks that garbage on the channel is
 // skipped without dropping the subscription.
 func TestRedisSubscribeIgnoresMalformed(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	st := openRedis(t, RedisConfig{Addrs: []string{srv.Addr()}}, RedisOptions{})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -529,6 +538,7 @@ func TestRedisSubscribeIgnoresMalformed(t *testing.T) {
 // technical error, never ErrNotFound, within the configured timeout, and
 // that it is counted.
 func TestRedisUnavailable(t *testing.T) {
+	t.Parallel()
 	const timeout = 300 * time.Millisecond
 	// A listener that accepts and never answers: only the timeout ends a call.
 	hang, err := net.Listen("tcp", "127.0.0.1:0")
@@ -595,6 +605,7 @@ func TestRedisUnavailable(t *testing.T) {
 				if elapsed > timeout+2*time.Second {
 					t.Errorf("%s took %s with a %s timeout", c.name, elapsed, timeout)
 				}
+				t.Logf("%s failed after %s: %v", c.name, elapsed.Round(time.Millisecond), err)
 				if n := counterValue(t, m.StoreErrors); n != float64(i+1) {
 					t.Errorf("after %s StoreErrors = %v, want %d", c.name, n, i+1)
 				}
@@ -606,6 +617,7 @@ func TestRedisUnavailable(t *testing.T) {
 // TestRedisScanMillion checks that a million revocations scan completely
 // and in pages.
 func TestRedisScanMillion(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	ctx := context.Background()
 	st := openRedis(t, RedisConfig{Addrs: []string{srv.Addr()}}, RedisOptions{})
@@ -628,5 +640,50 @@ func TestRedisScanMillion(t *testing.T) {
 	checkMillion(t, st, time.Now(), n)
 	if c, _ := rc.ZCard(ctx, st.revIndexKey()).Result(); c != n {
 		t.Fatalf("index holds %d after the scan, want %d", c, n)
+	}
+}
+
+// twiceHook runs every script twice, as a client retry after a lost reply
+// would.
+type twiceHook struct{}
+
+func (twiceHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (twiceHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if cmd.Name() == "evalsha" || cmd.Name() == "eval" {
+			if err := next(ctx, cmd); err != nil {
+				return err
+			}
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (twiceHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// TestRedisScriptsAreRetrySafe checks that creation and rotation, run
+// again after they succeeded (go-redis retries a command whose reply was
+// lost), give the answer of the first run instead of an error or a reuse.
+func TestRedisScriptsAreRetrySafe(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	st := openRedis(t, RedisConfig{Addrs: []string{srv.Addr()}}, RedisOptions{})
+	st.client.AddHook(twiceHook{})
+	s := mustCreate(t, st, NewSession{Subject: "alice", TTL: time.Hour})
+	if _, err := st.SessionByID(ctx, s.Secret); err != nil {
+		t.Fatal(err)
+	}
+	fam := mustCreate(t, st, NewSession{Subject: "alice", TTL: time.Hour, Mode: ModeTokens})
+	r, err := st.Rotate(ctx, fam.Secret, time.Now(), RotateOptions{}) // no grace: a replay would be a reuse
+	if err != nil || r.Replayed || r.Session.Generation != 2 {
+		t.Fatalf("Rotate run twice = %+v, %v; want one rotation", r, err)
+	}
+	r2, err := st.Rotate(ctx, r.Token, time.Now(), RotateOptions{})
+	if err != nil || r2.Session.Generation != 3 {
+		t.Fatalf("the returned token does not work: %+v, %v", r2, err)
 	}
 }

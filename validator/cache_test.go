@@ -145,3 +145,34 @@ func TestCacheDroppedKey(t *testing.T) {
 	_, err = v.Verify(t.Context(), tok)
 	wantReason(t, err, ReasonUnknownKID)
 }
+
+func TestReloadStartsWithEmptyCache(t *testing.T) {
+	t.Parallel()
+	clk := newClock()
+	cfg := JWTConfig{Issuers: []IssuerConfig{{Issuer: testIssuer, Keys: []string{writePEM(t, rsaKeyA())}}}}
+	v1, err := NewJWT(t.Context(), cfg, JWTOptions{Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := rs256(t, claims(map[string]any{"aud": nil}))
+	id1, err := v1.Verify(t.Context(), tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2, err := NewJWT(t.Context(), cfg, JWTOptions{Now: clk.Now, Previous: v1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1.Close()
+	t.Cleanup(v2.Close)
+	if v2.cache.len() != 0 {
+		t.Fatal("the new validator inherited cached tokens")
+	}
+	id2, err := v2.Verify(t.Context(), tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id1 == id2 {
+		t.Fatal("the new validator served the old Identity")
+	}
+}

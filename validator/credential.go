@@ -179,11 +179,21 @@ func isB64Token(s string) bool {
 	if n == 0 {
 		return false
 	}
-	var bad byte // branch-free: tokens are long and almost always valid
-	for i := 0; i < n; i++ {
-		bad |= notB64Token[s[i]]
+	// Branch-free, four bytes a step: tokens are long and almost always
+	// valid.
+	s = s[:n]
+	var b0, b1, b2, b3 byte
+	for len(s) >= 4 {
+		b0 |= notB64Token[s[0]]
+		b1 |= notB64Token[s[1]]
+		b2 |= notB64Token[s[2]]
+		b3 |= notB64Token[s[3]]
+		s = s[4:]
 	}
-	return bad == 0
+	for i := 0; i < len(s); i++ {
+		b0 |= notB64Token[s[i]]
+	}
+	return b0|b1|b2|b3 == 0
 }
 
 // findCookie scans Cookie header lines for name without allocating. Empty

@@ -76,6 +76,11 @@ type remoteSet struct {
 	wg        sync.WaitGroup
 }
 
+var (
+	_ jwkset.Storage    = setStorage{}
+	_ http.RoundTripper = limitedTransport{}
+)
+
 // setStorage is the jwkset storage of a remoteSet. jwkset calls
 // KeyReplaceAll only after fetching and parsing a JWK Set successfully, so it
 // is where a new set is installed. A set without a usable key is refused,
