@@ -150,6 +150,8 @@ func (g *Gateway) adminFail(w http.ResponseWriter, err error) {
 	switch {
 	case errors.As(err, &fe):
 		adminError(w, http.StatusBadRequest, "invalid_request", fe.Error())
+	case errors.Is(err, denylist.ErrInvalid):
+		adminError(w, http.StatusBadRequest, "invalid_request", err.Error())
 	case errors.Is(err, store.ErrNotFound):
 		adminError(w, http.StatusNotFound, "not_found", "no such session")
 	default:
@@ -323,7 +325,10 @@ func (g *Gateway) adminRevoke(w http.ResponseWriter, r *http.Request) {
 		}
 		var err error
 		rev, err = denylist.RevocationFromToken(req.Token)
-		if err != nil && req.ExpiresAt == nil {
+		switch {
+		case err == nil:
+		case errors.Is(err, denylist.ErrNoExpiry) && req.ExpiresAt != nil:
+		default:
 			g.adminFail(w, &fieldError{Field: "token", Msg: "not a JWT with iss and exp (give expires_at for a token without exp)"})
 			return
 		}

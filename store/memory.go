@@ -367,9 +367,17 @@ func (m *Memory) DeleteSubjectSessions(ctx context.Context, subject string) ([]S
 	return out, nil
 }
 
-// Rotate exchanges a family's refresh token for the next one. See
-// RotateOptions and ErrReused for the rules; the Redis store follows the
-// same ones.
+// Rotate exchanges a family's refresh token for the next one, atomically:
+//   - the family's current token: a new token becomes current (Generation+1,
+//     LastSeenAt now) and the family lives until min(ExpiresAt, now+o.Idle);
+//   - a token replaced less than o.Grace ago: the successor it was replaced
+//     by, again (Replayed), so parallel tabs and retries converge on one
+//     current token; the successor is kept sealed under the replaced token;
+//   - a token replaced o.Grace ago or earlier: a reuse; the whole family is
+//     deleted and ErrReused returned with it in Rotated.Session;
+//   - anything else (unknown token, family deleted or ended): ErrNotFound.
+//
+// The Redis store follows the same rules.
 func (m *Memory) Rotate(ctx context.Context, refreshToken string, now time.Time, o RotateOptions) (Rotated, error) {
 	if err := ctx.Err(); err != nil {
 		return Rotated{}, fmt.Errorf("store: rotate: %w", err)

@@ -151,7 +151,7 @@ func NewRedis(cfg RedisConfig, opts RedisOptions) (*Redis, error) {
 		timeout: cfg.Timeout,
 		channel: cfg.KeyPrefix + "events",
 		now:     now,
-		log:     log.Named("store"),
+		log:     log,
 		metrics: opts.Metrics,
 	}, nil
 }

@@ -15,7 +15,7 @@ import (
 
 // Paging of the scans and of the removal of expired index entries.
 const (
-	scanCount      = 2000  // ZSCAN COUNT hint
+	scanCount      = 5000  // ZSCAN COUNT hint
 	pruneBatch     = 10000 // index entries dropped per script run
 	cutoffPruneMax = 1000  // cutoffs dropped per script run (HDEL arguments)
 )

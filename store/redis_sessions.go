@@ -230,7 +230,9 @@ func (r *Redis) subjectScript(ctx context.Context, op string, run scriptRunner, 
 }
 
 // Rotate exchanges a family's refresh token for the next one in one script
-// (one round trip): see RotateOptions and ErrReused for the rules.
+// (one round trip), by the rules of Memory.Rotate. Racing callers presenting
+// the same token get one rotation: the first script rotates, the others
+// find the token replaced and get the same successor while in the grace.
 func (r *Redis) Rotate(ctx context.Context, refreshToken string, now time.Time, o RotateOptions) (Rotated, error) {
 	h := secretHash(refreshToken)
 	name := tokenName(h)
