@@ -288,49 +288,65 @@ routes:
 
 var tourTemplate = template.Must(template.New("tour").Parse(`
 portcullis demo is running: gateway {{.Base}}, admin {{.Admin}} (memory store, generated ES256 key,
-built-in echo upstream that shows the identity headers it receives). Ctrl-C stops it.
+built-in echo upstream that answers with the identity headers it received). Ctrl-C stops it.
 
-# 1. A public route: no credential needed                                   -> 200
-curl -i {{.Base}}/public/hello
+Paste these into another shell first (tokens are valid for an hour, for this run only):
 
-# 2. A JWT route without a token                                            -> 401, WWW-Authenticate: Bearer realm="portcullis"
-curl -i {{.Base}}/api/orders
+export GW={{.Base}} ADMIN={{.Admin}} ADMIN_TOKEN={{.AdminToken}}
+export ALICE={{.Valid}}
+export ROOT={{.AdminRole}}
+export REVOKED={{.Revoked}}
+export WEAK={{.Weak}}
+export MFA={{.SteppedUp}}
+export SESSION={{.Session}}
 
-# 3. The same with a valid token: the upstream sees X-Auth-Subject: alice    -> 200
-curl -i -H 'Authorization: Bearer {{.Valid}}' {{.Base}}/api/orders/42
+# 1. A public route: no credential needed                                    -> 200
+curl -i $GW/public/hello
 
-# 4. A client-supplied identity header is stripped, never forwarded          -> 200, X-Auth-Subject: alice
-curl -i -H 'Authorization: Bearer {{.Valid}}' -H 'X-Auth-Subject: admin' {{.Base}}/api/orders
+# 2. A JWT route without a token                                             -> 401, WWW-Authenticate: Bearer realm="portcullis"
+curl -i $GW/api/orders
 
-# 5. A revoked token (jti {{.RevokedJTI}}, revoked through the admin API)   -> 401 invalid_token
-curl -i -H 'Authorization: Bearer {{.Revoked}}' {{.Base}}/api/orders
+# 3. With alice's token: the upstream sees X-Auth-Subject: alice             -> 200
+curl -i -H "Authorization: Bearer $ALICE" $GW/api/orders/42
 
-# 6. A roles route: alice lacks "admin"                                      -> 403 insufficient_scope
-curl -i -H 'Authorization: Bearer {{.Valid}}' {{.Base}}/admin
-#    ...a token with the admin role                                         -> 200
-curl -i -H 'Authorization: Bearer {{.AdminRole}}' {{.Base}}/admin
+# 4. A client-supplied identity header is stripped, never forwarded           -> 200, X-Auth-Subject is still alice
+curl -i -H "Authorization: Bearer $ALICE" -H 'X-Auth-Subject: admin' $GW/api/orders
 
-# 7. A step-up route (acr mfa within 5m): a password login an hour old       -> 401 insufficient_user_authentication
-curl -i -H 'Authorization: Bearer {{.Weak}}' {{.Base}}/api/payments
-#    ...after MFA                                                           -> 200
-curl -i -H 'Authorization: Bearer {{.SteppedUp}}' {{.Base}}/api/payments
+# 5. A revoked token (jti {{.RevokedJTI}}, revoked through the admin API)     -> 401 error="invalid_token"
+curl -i -H "Authorization: Bearer $REVOKED" $GW/api/orders
 
-# 8. An opaque session (created through POST /v1/sessions) by cookie          -> 200, X-Auth-Method: session
-curl -i -H 'Cookie: {{.CookieName}}={{.Session}}' {{.Base}}/account
-#    ...or as a bearer token                                                -> 200
-curl -i -H 'Authorization: Bearer {{.Session}}' {{.Base}}/account
+# 6. A roles route: alice lacks "admin"                                       -> 403 error="insufficient_scope"
+curl -i -H "Authorization: Bearer $ALICE" $GW/admin
+#    ...a token with the admin role                                          -> 200
+curl -i -H "Authorization: Bearer $ROOT" $GW/admin
 
-# 9. A login service behind an issue_session route creates a session          -> 200 with Set-Cookie: {{.CookieName}}=...
-curl -i '{{.Base}}/login?user=carol'
+# 7. A step-up route (acr mfa within 5m): a password login an hour old        -> 401 error="insufficient_user_authentication"
+curl -i -H "Authorization: Bearer $WEAK" $GW/api/payments
+#    ...after MFA                                                            -> 200
+curl -i -H "Authorization: Bearer $MFA" $GW/api/payments
 
-# 10. Admin API, "log out everywhere": alice's tokens issued before now die on every node -> 200 {"sessions_revoked":0}
-curl -i -X POST -H 'Authorization: Bearer {{.AdminToken}}' {{.Admin}}/v1/subjects/alice/revoke
-#    ...then step 3 again                                                   -> 401 invalid_token
-curl -i -H 'Authorization: Bearer {{.Valid}}' {{.Base}}/api/orders/42
+# 8. An opaque session (created with POST /v1/sessions), by cookie             -> 200, X-Auth-Method: session
+curl -i -H "Cookie: {{.CookieName}}=$SESSION" $GW/account
+#    ...or as a bearer token                                                 -> 200
+curl -i -H "Authorization: Bearer $SESSION" $GW/account
 
-# 11. Admin API: revoke one token by its value (its claims give iss, jti, exp) -> 201, then step 6b gives 401
-curl -i -X POST -H 'Authorization: Bearer {{.AdminToken}}' -d '{"token":"{{.AdminRole}}"}' {{.Admin}}/v1/revocations
+# 9. A login service behind an issue_session route creates a session           -> 200 and Set-Cookie: {{.CookieName}}=...
+curl -i "$GW/login?user=carol"
+
+# 10. Admin API: promote bob's session to admin; his next request passes step 6 -> 200
+curl -s -H "Authorization: Bearer $ADMIN_TOKEN" "$ADMIN/v1/sessions?subject=bob"
+#     (take the handle from the answer)
+#     curl -i -X PATCH -H "Authorization: Bearer $ADMIN_TOKEN" -d '{"roles":["admin"]}' $ADMIN/v1/sessions/<handle>
+#     curl -i -H "Cookie: {{.CookieName}}=$SESSION" $GW/admin
+
+# 11. Admin API, "log out everywhere": alice's tokens issued before now die  -> 200 {"sessions_revoked":0}
+curl -i -X POST -H "Authorization: Bearer $ADMIN_TOKEN" $ADMIN/v1/subjects/alice/revoke
+#     ...then step 3 again                                                   -> 401 error="invalid_token"
+curl -i -H "Authorization: Bearer $ALICE" $GW/api/orders/42
+
+# 12. Admin API: revoke one token by value (its iss, jti and exp are read)   -> 201; then step 6b answers 401
+curl -i -X POST -H "Authorization: Bearer $ADMIN_TOKEN" -d "{\"token\":\"$ROOT\"}" $ADMIN/v1/revocations
 
 # Health, readiness and metrics
-curl -s {{.Admin}}/readyz; curl -s {{.Admin}}/metrics | grep ^portcullis_
+curl -s $ADMIN/readyz; curl -s $ADMIN/metrics | grep '^portcullis_'
 `))
