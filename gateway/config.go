@@ -34,6 +34,7 @@ type Config struct {
 	Tokens     TokensConfig             `yaml:"tokens"`
 	Identity   IdentityConfig           `yaml:"identity"`
 	Log        LogConfig                `yaml:"log"`
+	Tracing    TracingConfig            `yaml:"tracing"`
 	Routes     []policy.RouteConfig     `yaml:"routes"`
 
 	// path is the file the config was loaded from, for messages.
@@ -219,6 +220,7 @@ func (c *Config) setDefaults() {
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
+	c.Tracing.setDefaults()
 }
 
 // validate checks the gateway's own sections and every package's section;
@@ -347,6 +349,7 @@ func (c *Config) validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("log.level: must be one of debug, info, warn, error, got %q", c.Log.Level))
 	}
+	add("", c.Tracing.validate())
 	if len(c.Routes) == 0 {
 		errs = append(errs, errors.New("routes: at least one route is required"))
 	}

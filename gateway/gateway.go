@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/portcullis/portcullis/denylist"
@@ -63,7 +65,14 @@ type Gateway struct {
 	// (JWKS refreshers) is tied to it and to the state's own Close.
 	runCtx   context.Context
 	draining atomic.Bool
+	// tracing is nil when tracing is off.
+	tracing *tracing
 }
+
+// Version is the gateway's version, reported in traces; cmd sets it.
+var Version = "dev"
+
+func buildVersion() string { return Version }
 
 // Options are the long-lived dependencies of a Gateway.
 type Options struct {
@@ -73,6 +82,8 @@ type Options struct {
 	Metrics *metrics.Metrics
 	// Now is the clock; defaults to time.Now.
 	Now func() time.Time
+	// tracing is set by Run when tracing: is configured.
+	tracing *tracing
 }
 
 // state is everything derived from one configuration.
@@ -110,6 +121,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Gateway, error) {
 		now:        opts.Now,
 		ids:        newRequestIDs(),
 		runCtx:     ctx,
+		tracing:    opts.tracing,
 		transports: &transports{maxIdlePer: cfg.Server.UpstreamMaxIdlePerHost, dialTimeout: 10 * time.Second},
 	}
 	st, err := g.buildState(ctx, cfg, nil)
@@ -264,6 +276,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rs := requestStates.Get().(*requestState)
 	*rs = requestState{st: g.state.Load(), start: g.now()}
 	rw := newResponseWriter(w)
+	var span trace.Span
+	if g.tracing != nil {
+		r, span = g.tracing.startRequest(r)
+	}
 
 	rs.client = clientAddr(r)
 	rs.trusted = trustedPeer(rs.st.cfg.trusted, rs.client)
@@ -280,6 +296,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(rw, he, rs.requestID)
 	}
 	g.finish(rw, r, rs)
+	if span != nil {
+		endRequest(span, rs, rw.status)
+	}
 	releaseResponseWriter(rw)
 	requestStates.Put(rs)
 }
@@ -326,7 +345,17 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rs *requestState
 	rs.forwardPath = rt.ForwardPath(p)
 
 	if rt.Config.Auth != policy.AuthNone {
-		if err := g.authenticate(r, rs, rt, p); err != nil {
+		if g.tracing != nil {
+			ctx, span := g.tracing.span(r.Context(), "portcullis.auth", trace.SpanKindInternal)
+			err := g.authenticate(r.WithContext(ctx), rs, rt, p)
+			if err != nil {
+				span.SetAttributes(attribute.String("portcullis.reason", classify(err).Reason))
+			}
+			span.End()
+			if err != nil {
+				return err
+			}
+		} else if err := g.authenticate(r, rs, rt, p); err != nil {
 			return err
 		}
 	}
@@ -425,6 +454,11 @@ func (g *Gateway) proxy(w http.ResponseWriter, r *http.Request, rs *requestState
 	g.metrics.UpstreamInflight.WithLabelValues(rt.name).Inc()
 	defer g.metrics.UpstreamInflight.WithLabelValues(rt.name).Dec()
 	ctx := context.WithValue(r.Context(), requestStateKey{}, rs)
+	if g.tracing != nil {
+		var span trace.Span
+		ctx, span = g.tracing.span(ctx, "portcullis.upstream", trace.SpanKindClient)
+		defer span.End()
+	}
 	rt.proxy.ServeHTTP(w, r.WithContext(ctx))
 	return nil
 }

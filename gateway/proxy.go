@@ -139,6 +139,7 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 		}
 	}
 	h["X-Request-Id"] = []string{rs.requestID}
+	g.tracing.inject(out.Context(), h)
 }
 
 // setForwarded writes X-Forwarded-For/-Proto/-Host. Inbound values are kept

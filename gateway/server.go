@@ -86,7 +86,18 @@ func Run(ctx context.Context, path string, opts RunOptions) error {
 	defer wg.Wait()
 	defer stopBG()
 
-	g, err := New(bg, cfg, Options{Logger: log, Store: st, Deny: deny, Metrics: m})
+	tr, err := newTracing(cfg.Tracing)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := tr.shutdown(ctx); err != nil {
+			log.Warn("flushing traces", zap.Error(err))
+		}
+	}()
+	g, err := New(bg, cfg, Options{Logger: log, Store: st, Deny: deny, Metrics: m, tracing: tr})
 	if err != nil {
 		return err
 	}
@@ -187,6 +198,7 @@ func warnRestart(old, cur *Config, log *zap.Logger) {
 		{"admin.listen", old.Admin.Listen, cur.Admin.Listen},
 		{"store", old.Store, cur.Store},
 		{"revocation", old.Revocation, cur.Revocation},
+		{"tracing", old.Tracing, cur.Tracing},
 	} {
 		if !reflect.DeepEqual(f.a, f.b) {
 			log.Warn("configuration change takes effect only after a restart", zap.String("key", f.name))

@@ -44,6 +44,7 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	gateway.Version = version
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return 2

@@ -85,12 +85,15 @@ type jwtEnv struct {
 	keys h.Keys
 }
 
-func startJWT(t *testing.T) *jwtEnv {
+func startJWT(t *testing.T) *jwtEnv { return startJWTWith(t, "") }
+
+// startJWTWith starts the JWT configuration with extra top-level YAML.
+func startJWTWith(t *testing.T, extra string) *jwtEnv {
 	t.Helper()
 	dir := t.TempDir()
 	up := h.NewUpstream(t)
 	keys := h.NewES256(t, dir, "idp")
-	cfg := h.Config(t, jwtConfig, map[string]any{"Key": keys.Public, "Up": up.URL})
+	cfg := h.Config(t, jwtConfig, map[string]any{"Key": keys.Public, "Up": up.URL}) + extra
 	return &jwtEnv{gw: h.Start(t, dir, cfg), up: up, keys: keys}
 }
 
