@@ -238,6 +238,7 @@ func (g *Gateway) buildState(ctx context.Context, cfg *Config, old *state) (*sta
 			jv.Close()
 			return nil, err
 		}
+		rt.inheritCap(old)
 		st.routes = append(st.routes, rt)
 	}
 	return st, nil
@@ -280,6 +281,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if g.tracing != nil {
 		r, span = g.tracing.startRequest(r)
 	}
+	defer g.recoverAbort(rw, r, rs, span)
 
 	rs.client = clientAddr(r)
 	rs.trusted = trustedPeer(rs.st.cfg.trusted, rs.client)
@@ -289,6 +291,13 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rs.requestID = g.ids.next()
 	}
 	rw.Header().Set("X-Request-Id", rs.requestID)
+	if len(r.TransferEncoding) > 0 {
+		// net/http drops a Content-Length sent with Transfer-Encoding before
+		// the handler runs, so such a request cannot be told apart: close
+		// after answering any chunked request (RFC 9112 §6.3), so that bytes
+		// a front end counted into the body are never read as a next request.
+		rw.Header().Set("Connection", "close")
+	}
 
 	if err := g.serve(rw, r, rs); err != nil {
 		he := classify(err)
@@ -301,6 +310,30 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	releaseResponseWriter(rw)
 	requestStates.Put(rs)
+}
+
+// recoverAbort is deferred by ServeHTTP. httputil aborts a response whose
+// body copy failed (the upstream cut it, or the client went away) by
+// panicking with http.ErrAbortHandler, which would skip the access log
+// line, the metrics and the span: it records them, then lets the panic go
+// on so that net/http drops the connection and the client sees the cut.
+func (g *Gateway) recoverAbort(rw *responseWriter, r *http.Request, rs *requestState, span trace.Span) {
+	p := recover()
+	if p == nil {
+		return
+	}
+	if p == any(http.ErrAbortHandler) {
+		if r.Context().Err() != nil {
+			rs.err = &httpError{Status: statusClientClosed, Code: "client_closed_request", Reason: "client-closed"}
+		} else {
+			rs.err = &httpError{Status: rw.status, Reason: "upstream-aborted"}
+		}
+		g.finish(rw, r, rs)
+		if span != nil {
+			endRequest(span, rs, rw.status)
+		}
+	}
+	panic(p)
 }
 
 func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rs *requestState) error {

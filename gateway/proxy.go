@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -103,6 +104,22 @@ func (g *Gateway) newRoute(pr *policy.Route) (*route, error) {
 	return rt, nil
 }
 
+// inheritCap makes rt share the in-flight count of the same route (same
+// name, upstream and max_concurrent) in the previous configuration, so that
+// a reload does not reset the cap: requests still in flight under the old
+// configuration keep counting against it.
+func (rt *route) inheritCap(old *state) {
+	if rt.sem == nil || old == nil {
+		return
+	}
+	for _, o := range old.routes {
+		if o.name == rt.name && o.Config.Upstream == rt.Config.Upstream && cap(o.sem) == cap(rt.sem) {
+			rt.sem = o.sem
+			return
+		}
+	}
+}
+
 // rewrite builds the outgoing request. It runs after httputil has removed
 // the hop-by-hop headers, including any the client named in Connection, so
 // nothing set here can be removed by the client.
@@ -117,6 +134,9 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	out.URL.Path, _ = url.PathUnescape(p) // canonical: cannot fail
 	out.URL.RawQuery = pr.In.URL.RawQuery
 	out.Host = ""
+	if out.Body != nil && out.Body != http.NoBody {
+		out.Body = clientBody{out.Body}
+	}
 
 	h := out.Header
 	st.ident.strip(h)
@@ -203,6 +223,23 @@ func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 	}
 	rs.err = he
 	writeError(w, he, rs.requestID)
+}
+
+// clientBody is the request body streamed upstream. A read error is the
+// client's fault (a chunk size that is not hex, a body cut short), so it
+// reaches proxyError as a 400 rather than an upstream 502.
+type clientBody struct{ io.ReadCloser }
+
+var errBadBody = &httpError{Status: http.StatusBadRequest, Code: "invalid_request", Description: "the request body is malformed or incomplete", Reason: "bad-request-body"}
+
+func (b clientBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		he := *errBadBody
+		he.Err = err
+		return n, &he
+	}
+	return n, err
 }
 
 // bufferPool lends httputil 32 KiB copy buffers.

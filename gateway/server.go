@@ -103,21 +103,11 @@ func Run(ctx context.Context, path string, opts RunOptions) error {
 	}
 	defer g.Close()
 
-	mainLn, err := net.Listen("tcp", cfg.Server.Listen)
-	if err != nil {
-		return fmt.Errorf("server.listen: %w", err)
-	}
+	// The admin listener comes up first, so /healthz and /readyz answer
+	// while the node waits for its revocation list.
 	adminLn, err := net.Listen("tcp", cfg.Admin.Listen)
 	if err != nil {
-		mainLn.Close()
 		return fmt.Errorf("admin.listen: %w", err)
-	}
-	main := &http.Server{
-		Handler:           g,
-		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout,
-		IdleTimeout:       cfg.Server.IdleTimeout,
-		MaxHeaderBytes:    cfg.Server.MaxHeaderBytes,
-		ErrorLog:          zapErrorLog(log.Named("http")),
 	}
 	admin := &http.Server{
 		Handler:           g.AdminHandler(),
@@ -125,19 +115,33 @@ func Run(ctx context.Context, path string, opts RunOptions) error {
 		IdleTimeout:       time.Minute,
 		ErrorLog:          zapErrorLog(log.Named("admin")),
 	}
+	errc := make(chan error, 2)
+	go func() { errc <- serveOn(admin, adminLn) }()
+	main := &http.Server{
+		Handler:           g,
+		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout,
+		IdleTimeout:       cfg.Server.IdleTimeout,
+		MaxHeaderBytes:    cfg.Server.MaxHeaderBytes,
+		ErrorLog:          zapErrorLog(log.Named("http")),
+	}
 	if cfg.Server.TLS.Enabled() {
 		cert, err := tls.LoadX509KeyPair(cfg.Server.TLS.CertFile, cfg.Server.TLS.KeyFile)
 		if err != nil {
-			mainLn.Close()
-			adminLn.Close()
+			admin.Close()
 			return fmt.Errorf("server.tls: %w", err)
 		}
 		main.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
+	}
+	waitForRevocations(ctx, deny, 10*time.Second, log)
+	mainLn, err := net.Listen("tcp", cfg.Server.Listen)
+	if err != nil {
+		admin.Close()
+		return fmt.Errorf("server.listen: %w", err)
+	}
+	if main.TLSConfig != nil {
 		mainLn = tls.NewListener(mainLn, main.TLSConfig)
 	}
-	errc := make(chan error, 2)
 	go func() { errc <- serveOn(main, mainLn) }()
-	go func() { errc <- serveOn(admin, adminLn) }()
 	log.Info("portcullis serving", zap.String("listen", mainLn.Addr().String()), zap.String("admin", adminLn.Addr().String()),
 		zap.Bool("tls", cfg.Server.TLS.Enabled()), zap.String("store", cfg.Store.Type), zap.Int("routes", len(cfg.Routes)))
 	if opts.Listening != nil {
@@ -152,6 +156,27 @@ func Run(ctx context.Context, path string, opts RunOptions) error {
 			reload(g, path, log)
 		case <-ctx.Done():
 			return shutdown(g, main, admin, log)
+		}
+	}
+}
+
+// waitForRevocations holds the main listener back until the revocation
+// filter has loaded (or for at most max), so that a starting node does not
+// answer 503 to every JWT while fail_mode is closed, nor accept revoked
+// tokens while it is open.
+func waitForRevocations(ctx context.Context, deny *denylist.Denylist, max time.Duration, log *zap.Logger) {
+	deadline := time.NewTimer(max)
+	defer deadline.Stop()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !deny.Ready() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-deadline.C:
+			log.Warn("revocation list not loaded yet; serving anyway (see /readyz)", zap.Duration("waited", max))
+			return
+		case <-tick.C:
 		}
 	}
 }

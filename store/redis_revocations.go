@@ -295,6 +295,11 @@ func (r *Redis) Subscribe(ctx context.Context, onEvent func(Event), onSubscribed
 		if subscribed {
 			backoff = minBackoff
 		}
+		// The subscription is lost until the next onSubscribed: the
+		// caller's gauge (set to 1 there) must not keep saying otherwise.
+		if r.metrics != nil {
+			r.metrics.Subscribed.Set(0)
+		}
 		r.countError()
 		wait := backoff/2 + rand.N(backoff/2+1)
 		r.log.Warn("subscription lost; reconnecting", zap.Error(err), zap.Duration("backoff", wait))
