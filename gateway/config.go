@@ -107,6 +107,12 @@ type TokensConfig struct {
 	// SigningKey is an ES256 or EdDSA private key: a PEM file path, or the
 	// PEM itself (e.g. from ${VAR}).
 	SigningKey string `yaml:"signing_key"`
+	// PreviousKeys are earlier signing keys (PEM public or private key
+	// files, or inline PEM) still published and accepted, never used to
+	// sign: list the old key here when rotating so that every node, and a
+	// node restarted mid-rotation, keeps accepting the tokens it signed
+	// until they expire. Default: none.
+	PreviousKeys []string `yaml:"previous_keys"`
 	// AccessTTL is the lifetime of a minted access JWT; defaults to 5m.
 	AccessTTL time.Duration `yaml:"access_ttl"`
 	// RefreshTTL is the absolute lifetime of a refresh family; defaults to 720h.
@@ -481,6 +487,9 @@ func (c *Config) resolvePaths(dir string) {
 		}
 	}
 	c.Tokens.SigningKey = abs(c.Tokens.SigningKey)
+	for i, k := range c.Tokens.PreviousKeys {
+		c.Tokens.PreviousKeys[i] = abs(k)
+	}
 	c.Identity.Assertion.Key = abs(c.Identity.Assertion.Key)
 	c.Server.TLS.CertFile = abs(c.Server.TLS.CertFile)
 	c.Server.TLS.KeyFile = abs(c.Server.TLS.KeyFile)
@@ -566,7 +575,8 @@ func pathAtLine(n *yaml.Node, path string, line int) string {
 
 var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(:-[^}]*)?\}`)
 
-// expandEnv replaces ${VAR} (and ${VAR:-default}) in every scalar value. It
+// expandEnv replaces ${VAR} (and ${VAR:-default}, used when VAR is unset or
+// empty, as in the shell) in every scalar value. It
 // runs on the parsed document, so a variable's value can never change the
 // document's structure. An unset VAR without a default is an error.
 func expandEnv(n *yaml.Node, path string, report func(line int, path, msg string)) {
@@ -577,11 +587,12 @@ func expandEnv(n *yaml.Node, path string, report func(line int, path, msg string
 		}
 		n.Value = envRef.ReplaceAllStringFunc(n.Value, func(ref string) string {
 			m := envRef.FindStringSubmatch(ref)
-			if v, ok := os.LookupEnv(m[1]); ok {
-				return v
+			v, ok := os.LookupEnv(m[1])
+			if m[2] != "" && v == "" {
+				return m[2][2:] // as in the shell: unset or empty takes the default
 			}
-			if m[2] != "" {
-				return m[2][2:]
+			if ok {
+				return v
 			}
 			report(n.Line, path, fmt.Sprintf("environment variable %s is not set", m[1]))
 			return ""

@@ -198,7 +198,11 @@ func (g *Gateway) buildState(ctx context.Context, cfg *Config, old *state) (*sta
 		})
 		current = append(current, mintKey{s, a.TTL})
 	}
-	st.keyring = newKeyRing(now, current, old)
+	previous, err := loadPublicKeys(cfg.Tokens.PreviousKeys, "tokens.previous_keys")
+	if err != nil {
+		return nil, err
+	}
+	st.keyring = newKeyRing(now, current, previous, old)
 
 	var gw *validator.GatewayIssuer
 	if st.signer != nil {
@@ -426,7 +430,7 @@ func (g *Gateway) authenticate(r *http.Request, rs *requestState, rt *policy.Rou
 	if err := g.deny.Check(ctx, &q); err != nil {
 		return err
 	}
-	if cred.FromCookie && st.csrf && !safeMethod(r.Method) && !sameOrigin(r) {
+	if cred.FromCookie && st.csrf && !safeMethod(r.Method) && !sameOrigin(r, rs.trusted) {
 		return errCSRF
 	}
 	d := rt.Decide(policy.Input{Subject: id.Subject, Roles: id.Roles, Scopes: id.Scopes, ACR: id.ACR, AuthTime: id.AuthTime}, g.now())
@@ -501,13 +505,22 @@ func safeMethod(m string) bool {
 }
 
 // sameOrigin implements the CSRF rule: Origin, else Sec-Fetch-Site, else
-// Referer must name the request's own scheme://host.
-func sameOrigin(r *http.Request) bool {
-	scheme := "http"
+// Referer must name the request's own scheme://host. Behind a trusted proxy
+// that terminates TLS, X-Forwarded-Proto and X-Forwarded-Host name it.
+func sameOrigin(r *http.Request, trusted bool) bool {
+	scheme, host := "http", r.Host
 	if r.TLS != nil {
 		scheme = "https"
 	}
-	self := scheme + "://" + strings.ToLower(r.Host)
+	if trusted {
+		if p := r.Header.Get("X-Forwarded-Proto"); p == "http" || p == "https" {
+			scheme = p
+		}
+		if fh := r.Header.Get("X-Forwarded-Host"); fh != "" {
+			host = fh
+		}
+	}
+	self := scheme + "://" + strings.ToLower(host)
 	if o := r.Header.Get("Origin"); o != "" {
 		return strings.EqualFold(o, self)
 	}

@@ -101,8 +101,19 @@ func TestSameOrigin(t *testing.T) {
 		{mk("Referer", "http://app.example@evil/x"), false},
 		{mk(), false},
 	} {
-		if got := sameOrigin(tc.r); got != tc.want {
+		if got := sameOrigin(tc.r, false); got != tc.want {
 			t.Errorf("sameOrigin(%v) = %v", tc.r.Header, got)
 		}
+	}
+}
+
+func TestSameOriginBehindTrustedProxy(t *testing.T) {
+	r := &http.Request{Host: "10.0.0.5:8080", Header: http.Header{
+		"Origin": {"https://app.example"}, "X-Forwarded-Proto": {"https"}, "X-Forwarded-Host": {"app.example"}}}
+	if !sameOrigin(r, true) {
+		t.Error("a TLS-terminating trusted proxy's request was refused")
+	}
+	if sameOrigin(r, false) {
+		t.Error("forwarded headers from an untrusted peer were believed")
 	}
 }

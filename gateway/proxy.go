@@ -143,7 +143,7 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	delete(h, "Portcullis-Session")
 	delete(h, "Portcullis-Session-Update")
 	delete(h, "Http2-Settings")
-	if strings.EqualFold(h.Get("Upgrade"), "h2c") {
+	if upgradesToH2C(h.Get("Upgrade")) {
 		delete(h, "Upgrade")
 		delete(h, "Connection")
 	}
@@ -160,6 +160,19 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	}
 	h["X-Request-Id"] = []string{rs.requestID}
 	g.tracing.inject(out.Context(), h)
+}
+
+// upgradesToH2C reports whether an Upgrade value lists h2c among its
+// protocols ("h2c", "foo/1, H2C"): such an upgrade never reaches an
+// upstream, whatever else it offers.
+func upgradesToH2C(v string) bool {
+	for _, p := range strings.Split(v, ",") {
+		name, _, _ := strings.Cut(strings.TrimSpace(p), "/")
+		if strings.EqualFold(name, "h2c") {
+			return true
+		}
+	}
+	return false
 }
 
 // setForwarded writes X-Forwarded-For/-Proto/-Host. Inbound values are kept

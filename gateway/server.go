@@ -220,6 +220,8 @@ func warnRestart(old, cur *Config, log *zap.Logger) {
 		{"server.read_header_timeout", old.Server.ReadHeaderTimeout, cur.Server.ReadHeaderTimeout},
 		{"server.idle_timeout", old.Server.IdleTimeout, cur.Server.IdleTimeout},
 		{"server.max_header_bytes", old.Server.MaxHeaderBytes, cur.Server.MaxHeaderBytes},
+		{"server.upstream_max_idle_per_host", old.Server.UpstreamMaxIdlePerHost, cur.Server.UpstreamMaxIdlePerHost},
+		{"log.level", old.Log.Level, cur.Log.Level},
 		{"admin.listen", old.Admin.Listen, cur.Admin.Listen},
 		{"store", old.Store, cur.Store},
 		{"revocation", old.Revocation, cur.Revocation},

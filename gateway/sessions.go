@@ -364,7 +364,7 @@ func (g *Gateway) serveLogout(w http.ResponseWriter, r *http.Request, rs *reques
 		return err
 	}
 	if err == nil {
-		if cred.FromCookie && st.csrf && !sameOrigin(r) {
+		if cred.FromCookie && st.csrf && !sameOrigin(r, rs.trusted) {
 			return errCSRF
 		}
 		id, err := st.sessions.Authenticate(r.Context(), cred.Value)

@@ -8,6 +8,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -92,7 +93,8 @@ func parseForm(w http.ResponseWriter, r *http.Request) error {
 
 // refreshCredential takes the refresh token from the parsed form's field or
 // the refresh cookie, refusing ambiguity; the cookie is subject to CSRF.
-func refreshCredential(r *http.Request, st *state, field string) (token string, fromCookie bool, err error) {
+func refreshCredential(r *http.Request, rs *requestState, field string) (token string, fromCookie bool, err error) {
+	st := rs.st
 	body := r.PostForm.Get(field)
 	var cookie string
 	if cs := r.CookiesNamed(st.cfg.Tokens.RefreshCookie); len(cs) > 0 {
@@ -109,7 +111,7 @@ func refreshCredential(r *http.Request, st *state, field string) (token string, 
 	case body != "":
 		return body, false, nil
 	case cookie != "":
-		if st.csrf && !sameOrigin(r) {
+		if st.csrf && !sameOrigin(r, rs.trusted) {
 			return "", false, errCSRF
 		}
 		return cookie, true, nil
@@ -141,7 +143,7 @@ func (g *Gateway) serveToken(w http.ResponseWriter, r *http.Request, rs *request
 	default:
 		return oauthError("unsupported_grant_type", "only grant_type=refresh_token is supported", nil)
 	}
-	token, fromCookie, err := refreshCredential(r, st, "refresh_token")
+	token, fromCookie, err := refreshCredential(r, rs, "refresh_token")
 	if err != nil {
 		return err
 	}
@@ -225,7 +227,7 @@ func (g *Gateway) serveTokenRevoke(w http.ResponseWriter, r *http.Request, rs *r
 	if err := parseForm(w, r); err != nil {
 		return err
 	}
-	token, fromCookie, err := refreshCredential(r, st, "token")
+	token, fromCookie, err := refreshCredential(r, rs, "token")
 	if err != nil {
 		return err
 	}
@@ -298,11 +300,52 @@ func loadSigner(value, field string) (*mint.Signer, error) {
 	return s, nil
 }
 
-// newKeyRing serves the current signing keys and keeps the previous
-// configuration's keys until the tokens they signed have expired.
-func newKeyRing(now time.Time, current []mintKey, old *state) *mint.KeyRing {
+// loadPublicKeys reads verification-only keys: PEM public keys or
+// certificates, or private keys whose public half is taken; each entry a
+// file path or inline PEM.
+func loadPublicKeys(values []string, field string) ([]keys.Key, error) {
+	var out []keys.Key
+	for i, v := range values {
+		data := []byte(v)
+		if !strings.Contains(v, "-----BEGIN") {
+			var err error
+			if data, err = os.ReadFile(v); err != nil {
+				return nil, fmt.Errorf("%s[%d]: %w", field, i, err)
+			}
+		}
+		if strings.Contains(string(data), "PRIVATE KEY") {
+			s, err := keys.ParsePrivateKey(data)
+			if err != nil {
+				return nil, fmt.Errorf("%s[%d]: %w", field, i, err)
+			}
+			k, err := keys.NewKey(s.Public(), "", "")
+			if err != nil {
+				return nil, fmt.Errorf("%s[%d]: %w", field, i, err)
+			}
+			out = append(out, k)
+			continue
+		}
+		ks, err := keys.ParsePublicKeys(data)
+		if err != nil {
+			return nil, fmt.Errorf("%s[%d]: %w", field, i, err)
+		}
+		out = append(out, ks...)
+	}
+	for i, k := range out {
+		if k.Algorithm != "ES256" && k.Algorithm != "EdDSA" {
+			return nil, fmt.Errorf("%s: key %d is %s; the gateway signs only with ES256 or EdDSA", field, i, k.Algorithm)
+		}
+	}
+	return out, nil
+}
+
+// newKeyRing serves the current signing keys and tokens.previous_keys, and
+// keeps the previous configuration's keys until the tokens they signed
+// have expired.
+func newKeyRing(now time.Time, current []mintKey, previous []keys.Key, old *state) *mint.KeyRing {
 	var retain time.Duration
-	ks := make([]keys.Key, 0, len(current))
+	ks := make([]keys.Key, 0, len(current)+len(previous))
+	ks = append(ks, previous...)
 	for _, k := range current {
 		ks = append(ks, k.signer.Key())
 		retain = max(retain, k.ttl)

@@ -116,4 +116,17 @@ func TestSigningKeyRotation(t *testing.T) {
 	if !served[a.Signer.Key().ID] || !served[b.Signer.Key().ID] {
 		t.Fatalf("JWKS after rotation serves %v, want both keys", served)
 	}
+
+	// Another node, or this one after a restart, knows only its
+	// configuration: tokens.previous_keys keeps key A accepted there too.
+	withPrev := strings.Replace(h.Config(t, rotationConfig, map[string]any{"SigningKey": b.Private, "Up": up.URL}),
+		"  access_ttl: 2m\n", "  access_ttl: 2m\n  previous_keys: [\""+a.Public+"\"]\n", 1)
+	restarted := h.Start(t, dir, withPrev)
+	if resp, _ := h.Get(t, restarted.URL+"/api", "Authorization", "Bearer "+oldAccess); resp.StatusCode != 200 {
+		t.Fatalf("a node started with previous_keys refuses a token of the previous key: %d", resp.StatusCode)
+	}
+	plain := h.Start(t, dir, h.Config(t, rotationConfig, map[string]any{"SigningKey": b.Private, "Up": up.URL}))
+	if resp, _ := h.Get(t, plain.URL+"/api", "Authorization", "Bearer "+oldAccess); resp.StatusCode != 401 {
+		t.Fatalf("a node that never knew key A accepts its token: %d", resp.StatusCode)
+	}
 }
