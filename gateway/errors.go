@@ -104,6 +104,9 @@ func classify(err error) *httpError {
 	case errors.Is(err, validator.ErrNoCredential):
 		return &httpError{Status: http.StatusUnauthorized, Code: "unauthorized", Description: "authentication required", Reason: "no-credential",
 			Headers: [][2]string{{"WWW-Authenticate", `Bearer realm="portcullis"`}}, Err: err}
+	case errors.Is(err, validator.ErrKeysUnavailable):
+		return &httpError{Status: http.StatusServiceUnavailable, Code: "temporarily_unavailable", Description: "the issuer's keys are not available yet",
+			Reason: "keys-unavailable", Headers: [][2]string{{"Retry-After", "5"}}, Err: err}
 	case errors.Is(err, denylist.ErrRevoked):
 		return invalidToken("token-revoked", "the credential has been revoked", err)
 	case errors.Is(err, validator.ErrInvalidToken):

@@ -239,8 +239,10 @@ func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 }
 
 // clientBody is the request body streamed upstream. A read error is the
-// client's fault (a chunk size that is not hex, a body cut short), so it
-// reaches proxyError as a 400 rather than an upstream 502.
+// client's doing, not the upstream's (a chunk size that is not hex, a body
+// cut short), so it reaches proxyError as a 400 rather than an upstream 502.
+// It is answered, not just logged as a 499: a client that only half-closed
+// its connection still reads the answer.
 type clientBody struct{ io.ReadCloser }
 
 var errBadBody = &httpError{Status: http.StatusBadRequest, Code: "invalid_request", Description: "the request body is malformed or incomplete", Reason: "bad-request-body"}

@@ -236,6 +236,9 @@ func warnRestart(old, cur *Config, log *zap.Logger) {
 func shutdown(g *Gateway, main, admin *http.Server, log *zap.Logger) error {
 	cfg := g.Config()
 	g.draining.Store(true)
+	// Clients on keep-alive connections reconnect for their next request,
+	// so the load balancer can send them elsewhere.
+	main.SetKeepAlivesEnabled(false)
 	log.Info("shutting down: readiness off, draining", zap.Duration("delay", cfg.Server.ShutdownDelay), zap.Duration("timeout", cfg.Server.ShutdownTimeout))
 	if d := cfg.Server.ShutdownDelay; d > 0 {
 		t := time.NewTimer(d)

@@ -19,6 +19,10 @@ var (
 	// ErrStoreUnavailable reports that the session store could not answer
 	// (503). The store's own error is wrapped alongside it.
 	ErrStoreUnavailable = errors.New("validator: session store unavailable")
+	// ErrKeysUnavailable reports a token of an issuer whose remote JWK Set
+	// has never loaded: a technical failure (503), not a bad token. It comes
+	// wrapped in a TokenError with ReasonKeysUnavailable.
+	ErrKeysUnavailable = errors.New("validator: issuer keys not loaded")
 )
 
 // Reasons a credential is refused, as TokenError.Reason. They are stable
@@ -33,6 +37,7 @@ const (
 	ReasonUnknownIssuer    = "unknown-issuer"
 	ReasonWrongAudience    = "wrong-audience"
 	ReasonUnknownKID       = "unknown-kid"
+	ReasonKeysUnavailable  = "keys-unavailable"
 	ReasonUnknownCrit      = "unknown-crit"
 	ReasonLifetimeTooLong  = "lifetime-too-long"
 	ReasonMissingExp       = "missing-exp"

@@ -305,6 +305,12 @@ func (rs *remoteSet) release() {
 }
 
 // status reports the set's state for IssuerStatus.
+// loaded reports whether the set has ever loaded.
+func (rs *remoteSet) loaded() bool {
+	_, ok, _, _, _ := rs.status()
+	return ok
+}
+
 func (rs *remoteSet) status() (n int, loaded bool, lastOK, lastErrAt time.Time, lastErr string) {
 	if idx := rs.idx.Load(); idx != nil {
 		n, loaded = len(idx.keys), true

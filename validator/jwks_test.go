@@ -2,6 +2,7 @@ package validator
 
 import (
 	"bytes"
+	"errors"
 	"net/http"
 	"runtime"
 	"strings"
@@ -210,7 +211,10 @@ func TestJWKSNeverLoaded(t *testing.T) {
 		t.Fatalf("Status = %+v", st)
 	}
 	_, err = v.Verify(t.Context(), rs256(t, claims(nil)))
-	wantReason(t, err, ReasonUnknownKID)
+	wantReason(t, err, ReasonKeysUnavailable)
+	if !errors.Is(err, ErrKeysUnavailable) {
+		t.Fatalf("err = %v, want ErrKeysUnavailable (a technical failure)", err)
+	}
 	if refreshCount(t, m, "error") < 1 {
 		t.Fatal("the failed first fetch is not counted")
 	}

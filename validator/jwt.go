@@ -523,6 +523,8 @@ func (iss *issuer) keyFor(ctx context.Context, alg, kid string, hasKID bool) (an
 		return jwt.VerificationKeySet{Keys: set}, nil
 	case seen:
 		return nil, invalid(ReasonBadSignature, "the key named by the token's kid does not fit its alg")
+	case iss.remote != nil && !iss.remote.loaded():
+		return nil, &TokenError{Reason: ReasonKeysUnavailable, Description: "the issuer's keys are not available yet", Err: ErrKeysUnavailable}
 	case hasKID:
 		return nil, invalid(ReasonUnknownKID, "the token's kid is unknown")
 	}
