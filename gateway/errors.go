@@ -153,13 +153,16 @@ type errorBody struct {
 }
 
 // writeError sends he as the response: its headers and a JSON body. A 499 is
-// only logged (nobody is listening).
+// only logged (nobody is listening) and the connection is aborted: with
+// nothing written, net/http would complete the exchange with an empty 200,
+// which a client that only half-closed its side would read as success.
+// ServeHTTP's recoverAbort writes the access log line.
 func writeError(w http.ResponseWriter, he *httpError, requestID string) {
 	if he.Status == statusClientClosed {
 		if rw, ok := w.(*responseWriter); ok {
 			rw.status = statusClientClosed
 		}
-		return
+		panic(http.ErrAbortHandler)
 	}
 	h := w.Header()
 	for _, kv := range he.Headers {
