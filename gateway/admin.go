@@ -85,7 +85,7 @@ func (g *Gateway) requireAdmin(next http.Handler) http.Handler {
 		if presented == "" || subtle.ConstantTimeCompare(want[:], got[:]) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="portcullis-admin"`)
 			adminError(w, http.StatusUnauthorized, "unauthorized", "a valid admin token is required")
-			g.log.Warn("admin request without a valid token", zap.String("path", r.URL.Path), zap.String("client", clientAddr(r).String()))
+			g.log.Warn("admin request without a valid token", zap.String("path", r.URL.Path), zap.String("client", clientHost(r)))
 			return
 		}
 		next.ServeHTTP(w, r)

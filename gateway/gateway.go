@@ -67,6 +67,10 @@ type Gateway struct {
 	draining atomic.Bool
 	// tracing is nil when tracing is off.
 	tracing *tracing
+	// rmetrics are the per-route metric children; noRoute's are for
+	// requests answered before a route was chosen.
+	rmetrics *routeMetricsSet
+	noRoute  *routeMetrics
 }
 
 // Version is the gateway's version, reported in traces; cmd sets it.
@@ -76,7 +80,10 @@ func buildVersion() string { return Version }
 
 // Options are the long-lived dependencies of a Gateway.
 type Options struct {
-	Logger  *zap.Logger
+	Logger *zap.Logger
+	// AccessLogger writes the access log (one line per request); defaults
+	// to Logger named "access". cmd gives it a buffered writer.
+	AccessLogger *zap.Logger
 	Store   Store
 	Deny    *denylist.Denylist
 	Metrics *metrics.Metrics
@@ -112,9 +119,15 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Gateway, error) {
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
 	}
+	if opts.AccessLogger == nil {
+		opts.AccessLogger = opts.Logger.Named("access")
+	}
+	rms := &routeMetricsSet{m: opts.Metrics}
 	g := &Gateway{
 		log:        opts.Logger,
-		accessLog:  opts.Logger.Named("access"),
+		accessLog:  opts.AccessLogger.WithOptions(zap.WithCaller(false)),
+		rmetrics:   rms,
+		noRoute:    rms.get("-"),
 		store:      opts.Store,
 		deny:       opts.Deny,
 		metrics:    opts.Metrics,
@@ -253,7 +266,9 @@ type requestState struct {
 	st          *state
 	start       time.Time
 	requestID   string
+	requestIDv  []string // []string{requestID}, shared by the response and upstream headers
 	client      netip.Addr
+	clientHost  string // the peer's address as in RemoteAddr, without port
 	trusted     bool
 	route       *route
 	path        string // canonical escaped path (for logs)
@@ -263,6 +278,8 @@ type requestState struct {
 	assertion   string
 	reason      string
 	err         *httpError
+	// fields is the access log line's scratch space.
+	fields [16]zap.Field
 }
 
 var requestStates = sync.Pool{New: func() any { return new(requestState) }}
@@ -287,14 +304,15 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer g.recoverAbort(rw, r, rs, span)
 
-	rs.client = clientAddr(r)
+	rs.clientHost, rs.client = clientAddr(r)
 	rs.trusted = trustedPeer(rs.st.cfg.trusted, rs.client)
 	if id := r.Header.Get("X-Request-Id"); rs.trusted && validRequestID(id) {
 		rs.requestID = id
 	} else {
 		rs.requestID = g.ids.next()
 	}
-	rw.Header().Set("X-Request-Id", rs.requestID)
+	rs.requestIDv = []string{rs.requestID}
+	rw.Header()["X-Request-Id"] = rs.requestIDv
 	if len(r.TransferEncoding) > 0 {
 		// net/http drops a Content-Length sent with Transfer-Encoding before
 		// the handler runs, so such a request cannot be told apart: close
@@ -488,8 +506,8 @@ func (g *Gateway) proxy(w http.ResponseWriter, r *http.Request, rs *requestState
 			return errOverloaded
 		}
 	}
-	g.metrics.UpstreamInflight.WithLabelValues(rt.name).Inc()
-	defer g.metrics.UpstreamInflight.WithLabelValues(rt.name).Dec()
+	rt.metrics.inflight.Inc()
+	defer rt.metrics.inflight.Dec()
 	ctx := context.WithValue(r.Context(), requestStateKey{}, rs)
 	if g.tracing != nil {
 		var span trace.Span

@@ -89,11 +89,28 @@ func (ih *identityHeaders) strip(h http.Header) {
 	}
 }
 
-// set writes the identity of an authenticated request.
-func (ih *identityHeaders) set(h http.Header, id *validator.Identity) {
+// headerPlan is an identity's header values prepared for one
+// identityHeaders: names and single-value slices shared, read-only, by
+// every request that carries the same cached token.
+type headerPlan struct {
+	ih *identityHeaders
+	kv []headerKV
+}
+
+type headerKV struct {
+	name  string
+	value []string
+}
+
+// plan prepares the headers of id, or finds them prepared on the identity.
+func (ih *identityHeaders) plan(id *validator.Identity) []headerKV {
+	if p, ok := id.Memo().(*headerPlan); ok && p.ih == ih {
+		return p.kv
+	}
+	kv := make([]headerKV, 0, 12)
 	put := func(k, v string) {
 		if v != "" {
-			h[k] = []string{v}
+			kv = append(kv, headerKV{k, []string{v}})
 		}
 	}
 	put(ih.subject, id.Subject)
@@ -112,6 +129,18 @@ func (ih *identityHeaders) set(h http.Header, id *validator.Identity) {
 		if v, ok := id.ClaimHeader(e[0]); ok {
 			put(e[1], v)
 		}
+	}
+	if id.Method == validator.MethodJWT {
+		id.SetMemo(&headerPlan{ih: ih, kv: kv}) // sessions build a new Identity per request
+	}
+	return kv
+}
+
+// set writes the identity of an authenticated request. The value slices
+// are shared with other requests: nothing downstream appends to them.
+func (ih *identityHeaders) set(h http.Header, id *validator.Identity) {
+	for _, e := range ih.plan(id) {
+		h[e.name] = e.value
 	}
 }
 
@@ -163,14 +192,15 @@ func hasCookie(r *http.Request, name string) bool {
 	return false
 }
 
-// clientAddr is the connection's peer address.
-func clientAddr(r *http.Request) netip.Addr {
+// clientAddr is the connection's peer address, as a substring of
+// RemoteAddr (no allocation) and parsed.
+func clientAddr(r *http.Request) (string, netip.Addr) {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		host = r.RemoteAddr
 	}
 	a, _ := netip.ParseAddr(host)
-	return a.Unmap()
+	return host, a.Unmap()
 }
 
 // trustedPeer reports whether the connection comes from server.trusted_proxies.
@@ -195,4 +225,10 @@ func validRequestID(s string) bool {
 		}
 	}
 	return true
+}
+
+// clientHost is the peer's address without the port.
+func clientHost(r *http.Request) string {
+	h, _ := clientAddr(r)
+	return h
 }

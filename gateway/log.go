@@ -80,13 +80,12 @@ func (g *Gateway) finish(rw *responseWriter, r *http.Request, rs *requestState) 
 		status = statusClientClosed
 	}
 	dur := g.now().Sub(rs.start)
-	routeName := "-"
+	rm, routeName := g.noRoute, "-"
 	if rs.route != nil {
-		routeName = rs.route.name
+		rm, routeName = rs.route.metrics, rs.route.name
 	}
-	code := statusText(status)
-	g.metrics.Requests.WithLabelValues(routeName, code).Inc()
-	g.metrics.RequestDuration.WithLabelValues(routeName).Observe(dur.Seconds())
+	rm.requests(status).Inc()
+	rm.duration.Observe(dur.Seconds())
 
 	method, result := "-", "allow"
 	if rs.identity != nil {
@@ -96,7 +95,7 @@ func (g *Gateway) finish(rw *responseWriter, r *http.Request, rs *requestState) 
 		result = rs.err.Reason
 	}
 	if rs.route != nil && rs.route.Config.Auth != "none" {
-		g.metrics.AuthDecisions.WithLabelValues(routeName, method, result).Inc()
+		rm.decision(method, result).Inc()
 	}
 
 	if !rs.st.cfg.Log.AccessEnabled() {
@@ -114,7 +113,7 @@ func (g *Gateway) finish(rw *responseWriter, r *http.Request, rs *requestState) 
 	if rs.identity != nil {
 		subject = rs.identity.Subject
 	}
-	fields := []zap.Field{
+	fields := append(rs.fields[:0],
 		zap.String("request_id", rs.requestID),
 		zap.String("route", routeName),
 		zap.String("method", r.Method),
@@ -125,8 +124,8 @@ func (g *Gateway) finish(rw *responseWriter, r *http.Request, rs *requestState) 
 		zap.Int64("bytes", rw.bytes),
 		zap.String("auth", method),
 		zap.String("subject", subject),
-		zap.String("client", rs.client.String()),
-	}
+		zap.String("client", rs.clientHost),
+	)
 	if rs.err != nil {
 		fields = append(fields, zap.String("reason", rs.err.Reason))
 		if rs.err.Err != nil && status >= 500 {

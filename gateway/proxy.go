@@ -25,6 +25,8 @@ type route struct {
 	proxy  *httputil.ReverseProxy
 	// sem caps in-flight upstream requests; nil: no cap.
 	sem chan struct{}
+	// metrics are the route's metric children.
+	metrics *routeMetrics
 }
 
 // transports keeps one pooled *http.Transport per route timeout, shared by
@@ -85,7 +87,8 @@ func (g *Gateway) newRoute(pr *policy.Route) (*route, error) {
 		return nil, fmt.Errorf("routes[%d].upstream: %w", pr.Index, err)
 	}
 	rt := &route{
-		Route:  pr,
+		Route:   pr,
+		metrics: g.rmetrics.get(pr.Config.Name),
 		name:   pr.Config.Name,
 		target: &url.URL{Scheme: u.Scheme, Host: u.Host},
 		base:   strings.TrimSuffix(u.EscapedPath(), "/"),
@@ -158,7 +161,7 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 			h[st.ident.assertion] = []string{rs.assertion}
 		}
 	}
-	h["X-Request-Id"] = []string{rs.requestID}
+	h["X-Request-Id"] = rs.requestIDv
 	g.tracing.inject(out.Context(), h)
 }
 
@@ -183,7 +186,7 @@ func (g *Gateway) setForwarded(pr *httputil.ProxyRequest, st *state, rs *request
 	if in.TLS != nil {
 		proto = "https"
 	}
-	client := rs.client.String()
+	client := rs.clientHost
 	if rs.trusted {
 		if prior := in.Header.Values("X-Forwarded-For"); len(prior) > 0 {
 			client = strings.Join(prior, ", ") + ", " + client
@@ -204,15 +207,29 @@ func (g *Gateway) setForwarded(pr *httputil.ProxyRequest, st *state, rs *request
 		}
 	}
 	h["X-Forwarded-For"] = []string{client}
-	h["X-Forwarded-Proto"] = []string{proto}
+	switch proto {
+	case "http":
+		h["X-Forwarded-Proto"] = protoHTTP
+	case "https":
+		h["X-Forwarded-Proto"] = protoHTTPS
+	default:
+		h["X-Forwarded-Proto"] = []string{proto}
+	}
 	h["X-Forwarded-Host"] = []string{host}
 }
+
+// Shared, read-only X-Forwarded-Proto values.
+var (
+	protoHTTP  = []string{"http"}
+	protoHTTPS = []string{"https"}
+)
 
 // modifyResponse acts on the upstream's answer before it is sent: session
 // issuance headers on issue_session routes, removed everywhere else.
 func (g *Gateway) modifyResponse(resp *http.Response) error {
 	rs := requestStateFrom(resp.Request.Context())
 	h := resp.Header
+	delete(h, "X-Request-Id") // the client gets the gateway's, once
 	create, update := h.Get("Portcullis-Session"), h.Get("Portcullis-Session-Update")
 	if create == "" && update == "" {
 		return nil

@@ -22,6 +22,8 @@ import (
 // RunOptions configure Run.
 type RunOptions struct {
 	Logger *zap.Logger
+	// AccessLogger writes the access log; defaults to Logger.
+	AccessLogger *zap.Logger
 	// Reload delivers a value for every reload request (SIGHUP).
 	Reload <-chan os.Signal
 	// Listening, if set, is called once both listeners accept, with their
@@ -97,7 +99,7 @@ func Run(ctx context.Context, path string, opts RunOptions) error {
 			log.Warn("flushing traces", zap.Error(err))
 		}
 	}()
-	g, err := New(bg, cfg, Options{Logger: log, Store: st, Deny: deny, Metrics: m, tracing: tr})
+	g, err := New(bg, cfg, Options{Logger: log, AccessLogger: opts.AccessLogger, Store: st, Deny: deny, Metrics: m, tracing: tr})
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package validator
 import (
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -60,7 +61,24 @@ type Identity struct {
 	rolesHeader, scopesHeader, amrHeader, authTimeHeader string
 	// claimHeaders are the rendered values of JWTOptions.ForwardClaims.
 	claimHeaders []claimHeader
+	// memo is the consumer's data derived once from this identity (see Memo).
+	memo atomic.Pointer[any]
 }
+
+// Memo returns what SetMemo stored, or nil. A cached JWT's Identity is
+// shared by every request carrying that token, so a consumer (the gateway)
+// can derive something from it once, such as its prepared header values,
+// and find it again on the next request at the cost of an atomic load.
+func (id *Identity) Memo() any {
+	if p := id.memo.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// SetMemo stores v as the identity's memo, replacing any earlier one. It is
+// safe for concurrent use; the consumer must treat v as immutable.
+func (id *Identity) SetMemo(v any) { id.memo.Store(&v) }
 
 type claimHeader struct{ name, value string }
 

@@ -116,7 +116,7 @@ type JWT struct {
 	close   sync.Once
 }
 
-// issuer is one trusted issuer with its parser and keys.
+// issuer is one trusted issuer with its claims validator and keys.
 type issuer struct {
 	name        string
 	source      string
@@ -126,13 +126,14 @@ type issuer struct {
 	rolesClaim  string
 	scopesClaim string
 	gateway     bool
-	parser      *jwt.Parser
+	claims      *jwt.Validator
 	secret      []byte
 	static      *keyIndex
 	remote      *remoteSet
 }
 
-// peekParser decodes a token without verifying it, to select its issuer.
+// peekParser decodes a token once; its issuer is selected from the
+// unverified claims, then the signature and claims are verified.
 var peekParser = jwt.NewParser(jwt.WithStrictDecoding())
 
 // NewJWT builds a validator: it applies the defaults to a copy of cfg,
@@ -239,7 +240,7 @@ func newIssuer(c *IssuerConfig, now func() time.Time) (*issuer, error) {
 		}
 		iss.static = newKeyIndex(all)
 	}
-	iss.parser = newParser(iss.name, iss.algs, c.Audiences, iss.leeway, now)
+	iss.claims = newClaimsValidator(iss.name, c.Audiences, iss.leeway, now)
 	return iss, nil
 }
 
@@ -270,25 +271,25 @@ func newGatewayIssuer(g *GatewayIssuer, now func() time.Time) (*issuer, error) {
 			iss.algs = append(iss.algs, k.Algorithm)
 		}
 	}
-	iss.parser = newParser(iss.name, iss.algs, g.Audiences, iss.leeway, now)
+	iss.claims = newClaimsValidator(iss.name, g.Audiences, iss.leeway, now)
 	return iss, nil
 }
 
-// newParser is the one jwt.Parser of an issuer.
-func newParser(name string, algs, audiences []string, leeway time.Duration, now func() time.Time) *jwt.Parser {
+// newClaimsValidator is the one validator of an issuer's registered
+// claims: exp required, iat not in the future, nbf, iss, aud any-of, all
+// with the leeway and the injected clock.
+func newClaimsValidator(name string, audiences []string, leeway time.Duration, now func() time.Time) *jwt.Validator {
 	po := []jwt.ParserOption{
-		jwt.WithValidMethods(algs),
 		jwt.WithExpirationRequired(),
 		jwt.WithIssuedAt(),
 		jwt.WithLeeway(leeway),
 		jwt.WithTimeFunc(now),
 		jwt.WithIssuer(name),
-		jwt.WithStrictDecoding(),
 	}
 	if len(audiences) > 0 {
 		po = append(po, jwt.WithAudience(audiences...)) // any-of
 	}
-	return jwt.NewParser(po...)
+	return jwt.NewValidator(po...)
 }
 
 // loadKeyFile reads PEM public keys/certificates or a JWK Set.
@@ -481,8 +482,14 @@ func (v *JWT) verify(ctx context.Context, token string, now time.Time) (*Identit
 	if terr != nil {
 		return nil, none, terr
 	}
-	claims := jwt.MapClaims{}
-	if _, err := iss.parser.ParseWithClaims(token, claims, func(*jwt.Token) (any, error) { return key, nil }); err != nil {
+	// One decoding serves both the issuer lookup and the verification:
+	// the signature over header.payload, then the registered claims with
+	// the issuer's validator (alg was checked against its allow-list above).
+	claims := peeked
+	if err := verifySignature(tok, token[:strings.LastIndexByte(token, '.')], key); err != nil {
+		return nil, none, parseError(err, claims)
+	}
+	if err := iss.claims.Validate(claims); err != nil {
 		return nil, none, parseError(err, claims)
 	}
 	id, terr := v.identity(iss, token, claims)
@@ -500,6 +507,27 @@ func (v *JWT) verify(ctx context.Context, token string, now time.Time) (*Identit
 		}
 	}
 	return id, entry, nil
+}
+
+// verifySignature checks tok's signature over signingInput with key, or
+// with any key of a set.
+func verifySignature(tok *jwt.Token, signingInput string, key any) error {
+	var err error
+	switch k := key.(type) {
+	case jwt.VerificationKeySet:
+		err = jwt.ErrTokenUnverifiable
+		for _, kk := range k.Keys {
+			if err = tok.Method.Verify(signingInput, tok.Signature, kk); err == nil {
+				return nil
+			}
+		}
+	default:
+		err = tok.Method.Verify(signingInput, tok.Signature, k)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %w", jwt.ErrTokenSignatureInvalid, err)
+	}
+	return nil
 }
 
 // keyFor selects the keys that may verify a token: the issuer's secret, the
