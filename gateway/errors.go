@@ -88,6 +88,9 @@ func classify(err error) *httpError {
 	var me *policy.MethodNotAllowedError
 	var te *validator.TokenError
 	switch {
+	case errors.Is(err, context.Canceled):
+		// The client went away (even while the store was being asked).
+		return &httpError{Status: statusClientClosed, Code: "client_closed_request", Reason: "client-closed", Err: err}
 	case errors.As(err, &me):
 		return &httpError{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed", Description: "method not allowed on this route",
 			Reason: "method-not-allowed", Headers: [][2]string{{"Allow", me.Allow}}, Err: err}
@@ -117,8 +120,6 @@ func classify(err error) *httpError {
 		return invalidToken(reason, desc, err)
 	case errors.Is(err, validator.ErrStoreUnavailable), errors.Is(err, denylist.ErrUnavailable):
 		return storeDown(err)
-	case errors.Is(err, context.Canceled):
-		return &httpError{Status: statusClientClosed, Code: "client_closed_request", Reason: "client-closed", Err: err}
 	}
 	return &httpError{Status: http.StatusInternalServerError, Code: "server_error", Description: "internal error", Reason: "internal", Err: err}
 }

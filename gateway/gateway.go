@@ -84,9 +84,9 @@ type Options struct {
 	// AccessLogger writes the access log (one line per request); defaults
 	// to Logger named "access". cmd gives it a buffered writer.
 	AccessLogger *zap.Logger
-	Store   Store
-	Deny    *denylist.Denylist
-	Metrics *metrics.Metrics
+	Store        Store
+	Deny         *denylist.Denylist
+	Metrics      *metrics.Metrics
 	// Now is the clock; defaults to time.Now.
 	Now func() time.Time
 	// tracing is set by Run when tracing: is configured.
@@ -247,7 +247,7 @@ func (g *Gateway) buildState(ctx context.Context, cfg *Config, old *state) (*sta
 	}
 	st.jwt = jv
 	st.sessions = validator.NewSessions(g.store, cfg.Sessions, validator.SessionOptions{
-		Logger: g.log.Named("sessions"), Now: g.now, Metrics: g.metrics,
+		Logger: g.log.Named("sessions"), Now: g.now,
 	})
 	for _, pr := range cfg.routes.Routes() {
 		rt, err := g.newRoute(pr)
@@ -378,7 +378,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rs *requestState
 		return err
 	}
 	rs.path = p.String()
-	if hasCookie(r, cfg.Sessions.CookieName) && conflictingCookies(r, cfg.Sessions.CookieName) {
+	if cookieMentions(r, cfg.Sessions.CookieName) > 1 && conflictingCookies(r, cfg.Sessions.CookieName) {
 		return errTwoCookies
 	}
 

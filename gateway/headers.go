@@ -80,13 +80,20 @@ func (ih *identityHeaders) managed(name string) bool {
 	return true
 }
 
-// strip deletes every managed header.
-func (ih *identityHeaders) strip(h http.Header) {
-	for k := range h {
-		if ih.managed(k) {
-			delete(h, k)
+// outgoing copies the headers httputil prepared for the upstream into a
+// new map sized for what the gateway adds (httputil's exact-size clone
+// would grow, twice, as headers are set), leaving out every managed
+// header and the gateway's internal ones.
+func (ih *identityHeaders) outgoing(in http.Header) http.Header {
+	h := make(http.Header, len(in)+16)
+	for k, v := range in {
+		switch {
+		case ih.managed(k), k == "Portcullis-Session", k == "Portcullis-Session-Update", k == "Http2-Settings":
+			continue
 		}
+		h[k] = v
 	}
+	return h
 }
 
 // headerPlan is an identity's header values prepared for one
@@ -151,6 +158,15 @@ func removeCookies(h http.Header, names ...string) {
 	if len(lines) == 0 {
 		return
 	}
+	found := false
+	for _, line := range lines {
+		for _, n := range names {
+			found = found || (n != "" && strings.Contains(line, n))
+		}
+	}
+	if !found {
+		return
+	}
 	out := lines[:0:0]
 	for _, line := range lines {
 		var kept []string
@@ -182,14 +198,14 @@ func removeCookies(h http.Header, names ...string) {
 	}
 }
 
-// hasCookie reports whether the request has a cookie of that name, cheaply.
-func hasCookie(r *http.Request, name string) bool {
+// cookieMentions counts, cheaply, how often a cookie name appears in the
+// Cookie header(s): an upper bound of the cookies of that name.
+func cookieMentions(r *http.Request, name string) int {
+	n := 0
 	for _, line := range r.Header["Cookie"] {
-		if strings.Contains(line, name) {
-			return true
-		}
+		n += strings.Count(line, name)
 	}
-	return false
+	return n
 }
 
 // clientAddr is the connection's peer address, as a substring of

@@ -89,9 +89,9 @@ func (g *Gateway) newRoute(pr *policy.Route) (*route, error) {
 	rt := &route{
 		Route:   pr,
 		metrics: g.rmetrics.get(pr.Config.Name),
-		name:   pr.Config.Name,
-		target: &url.URL{Scheme: u.Scheme, Host: u.Host},
-		base:   strings.TrimSuffix(u.EscapedPath(), "/"),
+		name:    pr.Config.Name,
+		target:  &url.URL{Scheme: u.Scheme, Host: u.Host},
+		base:    strings.TrimSuffix(u.EscapedPath(), "/"),
 	}
 	if n := pr.Config.MaxConcurrent; n > 0 {
 		rt.sem = make(chan struct{}, n)
@@ -141,11 +141,8 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 		out.Body = clientBody{out.Body}
 	}
 
-	h := out.Header
-	st.ident.strip(h)
-	delete(h, "Portcullis-Session")
-	delete(h, "Portcullis-Session-Update")
-	delete(h, "Http2-Settings")
+	h := st.ident.outgoing(out.Header)
+	out.Header = h
 	if upgradesToH2C(h.Get("Upgrade")) {
 		delete(h, "Upgrade")
 		delete(h, "Connection")
@@ -169,6 +166,9 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 // protocols ("h2c", "foo/1, H2C"): such an upgrade never reaches an
 // upstream, whatever else it offers.
 func upgradesToH2C(v string) bool {
+	if v == "" {
+		return false
+	}
 	for _, p := range strings.Split(v, ",") {
 		name, _, _ := strings.Cut(strings.TrimSpace(p), "/")
 		if strings.EqualFold(name, "h2c") {

@@ -181,7 +181,9 @@ func (r *Redis) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
 
 // fail counts a technical failure and wraps it for the caller.
 func (r *Redis) fail(op string, err error) error {
-	r.countError()
+	if !errors.Is(err, context.Canceled) { // a client that went away is not a store failure
+		r.countError()
+	}
 	return fmt.Errorf("store: %s: %w", op, err)
 }
 

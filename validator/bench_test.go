@@ -76,7 +76,7 @@ func BenchmarkSessionAuthenticate(b *testing.B) {
 	sess := aliceSession()
 	sess.LastSeenAt = t0
 	id := st.add(sess)
-	s, _, _ := newSessions(b, st, 0)
+	s, _ := newSessions(b, st, 0)
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {

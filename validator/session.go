@@ -9,7 +9,6 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/portcullis/portcullis/internal/metrics"
 	"github.com/portcullis/portcullis/store"
 )
 
@@ -33,8 +32,6 @@ type SessionOptions struct {
 	Logger *zap.Logger
 	// Now is the clock; nil: time.Now.
 	Now func() time.Time
-	// Metrics counts failed store calls (StoreErrors); nil: none.
-	Metrics *metrics.Metrics
 }
 
 // Sessions authenticates opaque session IDs.
@@ -44,7 +41,6 @@ type Sessions struct {
 	touchEvery time.Duration
 	log        *zap.Logger
 	now        func() time.Time
-	metrics    *metrics.Metrics
 }
 
 // NewSessions returns a session authenticator. cfg gets its defaults (on a
@@ -63,7 +59,6 @@ func NewSessions(st SessionStore, cfg SessionsConfig, opts SessionOptions) *Sess
 		touchEvery: TouchInterval(cfg.IdleTimeout),
 		log:        opts.Logger.Named("sessions"),
 		now:        opts.Now,
-		metrics:    opts.Metrics,
 	}
 }
 
@@ -119,7 +114,6 @@ func (s *Sessions) Authenticate(ctx context.Context, id string) (*Identity, erro
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, invalid(ReasonSessionUnknown, "the session is unknown")
 		}
-		s.storeError(ctx)
 		return nil, fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
 	}
 	if sess.Mode != "" {
@@ -139,17 +133,10 @@ func (s *Sessions) Authenticate(ctx context.Context, id string) (*Identity, erro
 	}
 	if seen >= s.touchEvery {
 		if err := s.st.TouchSession(ctx, sess.Handle, now, s.idle); err != nil {
-			s.storeError(ctx)
 			s.log.Warn("could not record session use", zap.String("handle", sess.Handle), zap.Error(err))
 		}
 	}
 	return ident, nil
-}
-
-func (s *Sessions) storeError(ctx context.Context) {
-	if s.metrics != nil && ctx.Err() == nil {
-		s.metrics.StoreErrors.Inc()
-	}
 }
 
 // sessionIdentity builds a session's Identity, refusing values its headers
