@@ -17,10 +17,10 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
 	"github.com/portcullis/portcullis/gateway"
 	demopkg "github.com/portcullis/portcullis/internal/demo"
+	"github.com/portcullis/portcullis/internal/logging"
 	"github.com/portcullis/portcullis/mint"
 )
 
@@ -106,7 +106,7 @@ func serve(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log, access, stopAccess, err := newLoggers(cfg.Log.Level)
+	log, access, stopAccess, err := logging.New(cfg.Log.Level)
 	if err != nil {
 		return err
 	}
@@ -118,31 +118,6 @@ func serve(args []string, stderr io.Writer) error {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	return gateway.Run(ctx, *path, gateway.RunOptions{Logger: log, AccessLogger: access, Reload: hup})
-}
-
-// newLogger is zap's production JSON logger on stderr at the given level.
-func newLogger(level string) (*zap.Logger, error) {
-	log, _, _, err := newLoggers(level)
-	return log, err
-}
-
-// newLoggers builds the main logger and the access logger, both JSON on
-// stderr through one lock (lines never interleave). The access log, one
-// line per request, is buffered and flushed every 100 ms or 256 KiB instead
-// of costing a write system call per request; stop flushes it.
-func newLoggers(level string) (main, access *zap.Logger, stop func(), err error) {
-	lvl, err := zapcore.ParseLevel(level)
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("log.level: %w", err)
-	}
-	enc := zap.NewProductionEncoderConfig()
-	enc.TimeKey = "ts"
-	enc.EncodeTime = zapcore.ISO8601TimeEncoder
-	out := zapcore.Lock(os.Stderr)
-	main = zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(enc), out, lvl), zap.AddCaller(), zap.AddStacktrace(zapcore.ErrorLevel))
-	buffered := &zapcore.BufferedWriteSyncer{WS: out, Size: 256 << 10, FlushInterval: 100 * time.Millisecond}
-	access = zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(enc), buffered, lvl)).Named("access")
-	return main, access, func() { _ = buffered.Stop() }, nil
 }
 
 func check(args []string, stdout, stderr io.Writer) int {
@@ -269,10 +244,14 @@ func demo(args []string, stdout, stderr io.Writer) error {
 	}
 	log := zap.NewNop()
 	if *verbose {
-		var err error
-		if log, err = newLogger("info"); err != nil {
+		var (
+			stopAccess func()
+			err        error
+		)
+		if log, _, stopAccess, err = logging.New("info"); err != nil {
 			return err
 		}
+		defer stopAccess()
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
