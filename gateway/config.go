@@ -406,6 +406,7 @@ type ConfigError struct {
 	Msg  string
 }
 
+// Error is "FILE:LINE: key.path: message", leaving out what is unknown.
 func (e *ConfigError) Error() string {
 	switch {
 	case e.Line > 0 && e.Path != "":
