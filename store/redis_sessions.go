@@ -80,6 +80,12 @@ func (r *Redis) SessionByID(ctx context.Context, id string) (Session, error) {
 	if len(f) == 0 || f[fMode] != "" || subtle.ConstantTimeCompare([]byte(f[fIDHash]), h[:]) != 1 {
 		return Session{}, ErrNotFound
 	}
+	return r.liveSession(f)
+}
+
+// liveSession decodes a record read with HGETALL; an expired one is
+// ErrNotFound.
+func (r *Redis) liveSession(f map[string]string) (Session, error) {
 	rec, err := r.decodeRecord(f)
 	if err != nil {
 		return Session{}, err
@@ -105,14 +111,7 @@ func (r *Redis) SessionByHandle(ctx context.Context, handle string) (Session, er
 	if len(f) == 0 {
 		return Session{}, ErrNotFound
 	}
-	rec, err := r.decodeRecord(f)
-	if err != nil {
-		return Session{}, err
-	}
-	if !rec.live(r.now()) {
-		return Session{}, ErrNotFound
-	}
-	return rec.s, nil
+	return r.liveSession(f)
 }
 
 // TouchSession records a use of the opaque session at now: LastSeenAt
