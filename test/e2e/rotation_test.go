@@ -76,14 +76,7 @@ func TestSigningKeyRotation(t *testing.T) {
 	cfgPath := h.WriteFile(t, dir, "rot.yaml", h.Config(t, rotationConfig, map[string]any{"SigningKey": a.Private, "Up": up.URL}))
 	gw := h.StartFile(t, cfgPath)
 
-	code, body := gw.Admin(t, adminToken, "POST", "/v1/sessions", `{"subject":"alice","roles":["user"],"mode":"tokens"}`)
-	if code != 201 {
-		t.Fatalf("create family: %d %s", code, body)
-	}
-	var fam struct {
-		RefreshToken string `json:"refresh_token"`
-	}
-	_ = json.Unmarshal(body, &fam)
+	fam := createSession(t, gw, `{"subject":"alice","roles":["user"],"mode":"tokens"}`)
 	oldAccess, rt := refresh(t, gw, fam.RefreshToken)
 	if kidOf(t, oldAccess) != a.Signer.Key().ID {
 		t.Fatal("the first access token is not signed with key A")

@@ -92,23 +92,9 @@ func startSessions(t *testing.T, store, idle, absolute string) *sessEnv {
 	return &sessEnv{gw: gw, up: up, keys: keys}
 }
 
-type created struct {
-	SessionID string `json:"session_id"`
-	Handle    string `json:"handle"`
-	ExpiresAt int64  `json:"expires_at"`
-}
-
-func createSession(t *testing.T, gw *h.Gateway, body string) created {
+func createSession(t *testing.T, gw *h.Gateway, body string) h.Session {
 	t.Helper()
-	code, data := gw.Admin(t, adminToken, "POST", "/v1/sessions", body)
-	if code != 201 {
-		t.Fatalf("POST /v1/sessions: %d %s", code, data)
-	}
-	var c created
-	if err := json.Unmarshal(data, &c); err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return gw.CreateSession(t, adminToken, body)
 }
 
 func withCookie(id string) []string { return []string{"Cookie", cookieName + "=" + id} }

@@ -1,7 +1,6 @@
 package fault
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -77,22 +76,9 @@ func startRedisNode(t *testing.T, addr, storeTimeout string, keys h.Keys, up str
 	return gw
 }
 
-type session struct {
-	SessionID string `json:"session_id"`
-	Handle    string `json:"handle"`
-}
-
-func createSession(t *testing.T, gw *h.Gateway, body string) session {
+func createSession(t *testing.T, gw *h.Gateway, body string) h.Session {
 	t.Helper()
-	code, data := gw.Admin(t, adminToken, "POST", "/v1/sessions", body)
-	if code != 201 {
-		t.Fatalf("POST /v1/sessions: %d %s", code, data)
-	}
-	var s session
-	if err := json.Unmarshal(data, &s); err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return gw.CreateSession(t, adminToken, body)
 }
 
 func token(t *testing.T, keys h.Keys, d mint.Dev) string {

@@ -336,6 +336,29 @@ func (g *Gateway) Admin(t testing.TB, token, method, path, body string) (int, []
 	return resp.StatusCode, data
 }
 
+// Session is the answer of POST /v1/sessions.
+type Session struct {
+	SessionID    string `json:"session_id"`
+	RefreshToken string `json:"refresh_token"`
+	Handle       string `json:"handle"`
+	ExpiresAt    int64  `json:"expires_at"`
+}
+
+// CreateSession creates a session through the admin API (body is its JSON)
+// and fails the test unless the answer is 201.
+func (g *Gateway) CreateSession(t testing.TB, adminToken, body string) Session {
+	t.Helper()
+	code, data := g.Admin(t, adminToken, "POST", "/v1/sessions", body)
+	if code != 201 {
+		t.Fatalf("POST /v1/sessions: %d %s", code, data)
+	}
+	var s Session
+	if err := json.Unmarshal(data, &s); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 // Eventually polls cond every few milliseconds until it holds or the
 // deadline passes (then the test fails naming what was awaited).
 func Eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
