@@ -122,26 +122,12 @@ func (e *rtEnv) saw(tok string) {
 	e.mu.Unlock()
 }
 
-type rtFamily struct {
-	RefreshToken string `json:"refresh_token"`
-	Handle       string `json:"handle"`
-	ExpiresAt    int64  `json:"expires_at"`
-	SessionID    string `json:"session_id"`
-}
-
 // family creates a refresh family with POST /v1/sessions; body is the JSON
 // without "mode".
-func (e *rtEnv) family(t *testing.T, gw *h.Gateway, body string) rtFamily {
+func (e *rtEnv) family(t *testing.T, gw *h.Gateway, body string) h.Session {
 	t.Helper()
 	body = strings.TrimSuffix(strings.TrimSpace(body), "}") + `,"mode":"tokens"}`
-	code, data := gw.Admin(t, adminToken, "POST", "/v1/sessions", body)
-	if code != http.StatusCreated {
-		t.Fatalf("POST /v1/sessions mode tokens: %d %s", code, data)
-	}
-	var f rtFamily
-	if err := json.Unmarshal(data, &f); err != nil {
-		t.Fatal(err)
-	}
+	f := gw.CreateSession(t, adminToken, body)
 	if f.RefreshToken == "" || f.Handle == "" || f.SessionID != "" {
 		t.Fatalf("POST /v1/sessions mode tokens: refresh_token set %v, handle %q, session_id set %v",
 			f.RefreshToken != "", f.Handle, f.SessionID != "")
