@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -15,8 +16,9 @@ import (
 
 // New builds the main logger and the access logger at level, both JSON on
 // stderr through one lock (their lines never interleave). The access log,
-// one line per request, is buffered and flushed every 100 ms or 256 KiB
-// instead of costing a write system call per request; stop flushes it.
+// one line per request, is buffered and written out by a background
+// goroutine every 100 ms or 64 KiB, so no request waits on a write; stop
+// flushes it.
 func New(level string) (main, access *zap.Logger, stop func(), err error) {
 	lvl, err := zapcore.ParseLevel(level)
 	if err != nil {
@@ -27,9 +29,9 @@ func New(level string) (main, access *zap.Logger, stop func(), err error) {
 	enc.EncodeTime = ISO8601UTC
 	out := zapcore.Lock(os.Stderr)
 	main = zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(enc), out, lvl), zap.AddCaller(), zap.AddStacktrace(zapcore.ErrorLevel))
-	buffered := &zapcore.BufferedWriteSyncer{WS: out, Size: 256 << 10, FlushInterval: 100 * time.Millisecond}
-	access = zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(enc), buffered, lvl)).Named("access")
-	return main, access, func() { _ = buffered.Stop() }, nil
+	async := newAsyncWriter(out, 64<<10, 8<<20, 100*time.Millisecond)
+	access = zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(enc), async, lvl)).Named("access")
+	return main, access, async.stop, nil
 }
 
 // stamp caches the formatted second of the last timestamp.
@@ -63,4 +65,112 @@ func ISO8601UTC(t time.Time, e zapcore.PrimitiveArrayEncoder) {
 	b = strconv.AppendInt(b, int64(ms), 10)
 	b = append(b, 'Z')
 	e.AppendByteString(b)
+}
+
+// asyncWriter is the access log's write syncer. Request goroutines only
+// append to an in-memory buffer; a background goroutine writes it out
+// every interval or when it passes flushAt, so a request never waits on a
+// write system call, nor on a slow log reader (a pipe to a container
+// runtime, a busy disk). Only when max bytes are waiting does Write block,
+// as backpressure: access log lines are never dropped.
+type asyncWriter struct {
+	out      zapcore.WriteSyncer
+	flushAt  int
+	max      int
+	interval time.Duration
+
+	flushMu sync.Mutex // one write-out at a time, so lines stay in order
+	mu      sync.Mutex
+	drained *sync.Cond // signalled after every write-out
+	buf     []byte
+	stopped bool
+
+	kick chan struct{}
+	done chan struct{}
+}
+
+func newAsyncWriter(out zapcore.WriteSyncer, flushAt, max int, interval time.Duration) *asyncWriter {
+	w := &asyncWriter{
+		out: out, flushAt: flushAt, max: max, interval: interval,
+		buf:  make([]byte, 0, flushAt*2),
+		kick: make(chan struct{}, 1),
+		done: make(chan struct{}),
+	}
+	w.drained = sync.NewCond(&w.mu)
+	go w.loop()
+	return w
+}
+
+// Write appends p (one encoded log line) to the buffer.
+func (w *asyncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	for len(w.buf)+len(p) > w.max && !w.stopped {
+		w.wake()
+		w.drained.Wait()
+	}
+	if w.stopped {
+		w.mu.Unlock()
+		return w.out.Write(p)
+	}
+	w.buf = append(w.buf, p...)
+	full := len(w.buf) >= w.flushAt
+	w.mu.Unlock()
+	if full {
+		w.wake()
+	}
+	return len(p), nil
+}
+
+func (w *asyncWriter) wake() {
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Sync writes out what is buffered.
+func (w *asyncWriter) Sync() error {
+	w.flush()
+	return nil
+}
+
+func (w *asyncWriter) loop() {
+	t := time.NewTicker(w.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-w.done:
+			return
+		case <-t.C:
+		case <-w.kick:
+		}
+		w.flush()
+	}
+}
+
+// flush swaps the buffer out under the lock and writes it without it.
+func (w *asyncWriter) flush() {
+	w.flushMu.Lock()
+	defer w.flushMu.Unlock()
+	w.mu.Lock()
+	out := w.buf
+	w.buf = make([]byte, 0, max(cap(out), w.flushAt*2))
+	w.mu.Unlock()
+	if len(out) > 0 {
+		_, _ = w.out.Write(out)
+	}
+	w.mu.Lock()
+	w.drained.Broadcast()
+	w.mu.Unlock()
+}
+
+// stop writes out the rest; later writes go straight to the output.
+func (w *asyncWriter) stop() {
+	close(w.done)
+	w.flush()
+	w.mu.Lock()
+	w.stopped = true
+	w.drained.Broadcast()
+	w.mu.Unlock()
+	w.flush()
 }

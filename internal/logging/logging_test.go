@@ -1,6 +1,10 @@
 package logging
 
 import (
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -41,5 +45,83 @@ func BenchmarkISO8601UTC(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		ISO8601UTC(now, e)
+	}
+}
+
+// slowSink is a WriteSyncer that records what it got, slowly.
+type slowSink struct {
+	mu    sync.Mutex
+	data  []byte
+	delay time.Duration
+}
+
+func (s *slowSink) Write(p []byte) (int, error) {
+	time.Sleep(s.delay) // a slow log reader, the condition under test
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.data = append(s.data, p...)
+	return len(p), nil
+}
+
+func (s *slowSink) Sync() error { return nil }
+
+func (s *slowSink) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return string(s.data)
+}
+
+// TestAsyncWriterKeepsEveryLineInOrder: many writers, a sink slower than
+// them and a small bound (so Write must block as backpressure): after stop
+// every line is there exactly once, each writer's lines in order.
+func TestAsyncWriterKeepsEveryLineInOrder(t *testing.T) {
+	sink := &slowSink{delay: 2 * time.Millisecond}
+	w := newAsyncWriter(sink, 512, 2048, 10*time.Millisecond)
+	const writers, lines = 8, 200
+	var wg sync.WaitGroup
+	for g := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range lines {
+				if _, err := fmt.Fprintf(w, "w%d-%04d\n", g, i); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	w.stop()
+	got := strings.Split(strings.TrimSuffix(sink.String(), "\n"), "\n")
+	if len(got) != writers*lines {
+		t.Fatalf("%d lines written, want %d", len(got), writers*lines)
+	}
+	next := map[string]int{}
+	for _, l := range got {
+		g, n, _ := strings.Cut(l, "-")
+		i, _ := strconv.Atoi(n)
+		if i != next[g] {
+			t.Fatalf("writer %s: line %d after %d", g, i, next[g]-1)
+		}
+		next[g]++
+	}
+	// After stop, writes go straight through.
+	fmt.Fprintf(w, "late\n")
+	if !strings.HasSuffix(sink.String(), "late\n") {
+		t.Fatal("a write after stop was lost")
+	}
+}
+
+func TestAsyncWriterFlushesOnItsOwn(t *testing.T) {
+	sink := &slowSink{}
+	w := newAsyncWriter(sink, 1<<20, 1<<22, 20*time.Millisecond)
+	defer w.stop()
+	fmt.Fprintf(w, "one line\n")
+	deadline := time.Now().Add(5 * time.Second)
+	for sink.String() != "one line\n" {
+		if time.Now().After(deadline) {
+			t.Fatal("a buffered line was not written out by the interval")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

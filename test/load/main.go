@@ -114,6 +114,8 @@ type options struct {
 	bin             string
 	quick           bool
 	timeout         time.Duration
+	// accessLog false turns the gateways' access log off, to show its cost.
+	accessLog bool
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -138,6 +140,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.profileDir, "profile", "", "directory to save CPU and alloc profiles of every target under load, and a heap profile with the keep-alive connections held (empty: none)")
 	fs.DurationVar(&o.profileDur, "profile-duration", 10*time.Second, "length of each profiled run")
 	fs.StringVar(&o.bin, "bin", "", "portcullis binary to use instead of building ./cmd/portcullis")
+	fs.BoolVar(&o.accessLog, "access-log", true, "gateways write their access log (false: log.access off, to measure its cost)")
 	fs.BoolVar(&o.quick, "quick", false, "smoke run: 1 round, short runs, 2,000 revocations, 64 tokens, 200 keep-alive connections")
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Minute, "the whole run is stopped after this")
 	if err := fs.Parse(args); err != nil {
@@ -574,6 +577,9 @@ func (h *harness) startGateway(ctx context.Context, bin, name, keyPath, upstream
 		cache = fmt.Sprintf("\n  cache_size: %d", cacheSize)
 	}
 	cfg := fmt.Sprintf(gatewayConfig, h.adminTok, h.redis.addr, cache, issuer, keyPath, upstream, upstream, upstream)
+	if !h.o.accessLog {
+		cfg += "log:\n  access: false\n"
+	}
 	path := filepath.Join(h.dir, name+".yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		return nil, err
