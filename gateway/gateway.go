@@ -276,7 +276,6 @@ type requestState struct {
 	identity    *validator.Identity
 	fromCookie  bool
 	assertion   string
-	reason      string
 	err         *httpError
 	// fields is the access log line's scratch space.
 	fields [16]zap.Field
