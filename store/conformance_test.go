@@ -139,7 +139,11 @@ func runConformance(t *testing.T, open opener) {
 			}
 		}
 		// The handle is not a credential, nor is any other string.
-		for _, id := range []string{"", s.Handle, c.Secret[:42], c.Secret + "A", "x" + c.Secret[1:]} {
+		other := "x" // another first character: the same ID but for one byte
+		if c.Secret[0] == 'x' {
+			other = "y"
+		}
+		for _, id := range []string{"", s.Handle, c.Secret[:42], c.Secret + "A", other + c.Secret[1:]} {
 			_, err := st.SessionByID(ctx, id)
 			wantNotFound(t, fmt.Sprintf("SessionByID(%q)", id), err)
 		}
