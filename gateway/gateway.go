@@ -387,7 +387,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rs *requestState
 		own, _ = url.PathUnescape(own) // so /%2Eportcullis/token is ours too
 	}
 	if strings.HasPrefix(own, "/.portcullis/") {
-		return g.serveOwn(w, r, rs)
+		return g.serveOwn(w, r, rs, own)
 	}
 
 	rt, err := st.table.Match(r.Host, r.Method, p)

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
-	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -29,13 +28,10 @@ const (
 	jwksPath        = "/.portcullis/jwks.json"
 )
 
-// serveOwn dispatches /.portcullis/*, which no route can shadow.
-func (g *Gateway) serveOwn(w http.ResponseWriter, r *http.Request, rs *requestState) error {
-	p := rs.path
-	if strings.IndexByte(p, '%') >= 0 {
-		p, _ = url.PathUnescape(p)
-	}
-	switch p {
+// serveOwn dispatches /.portcullis/*, which no route can shadow;
+// own is the canonical path, percent-decoded.
+func (g *Gateway) serveOwn(w http.ResponseWriter, r *http.Request, rs *requestState, own string) error {
+	switch own {
 	case tokenPath:
 		return g.serveToken(w, r, rs)
 	case tokenRevokePath:
@@ -276,21 +272,25 @@ type mintKey struct {
 	ttl    time.Duration
 }
 
+// readPEM is a configured key: inline PEM, or the PEM file it names.
+func readPEM(value string) ([]byte, error) {
+	if strings.Contains(value, "-----BEGIN") {
+		return []byte(value), nil
+	}
+	return os.ReadFile(value)
+}
+
 // loadSigner reads a private key given as a PEM file path or inline PEM.
 func loadSigner(value, field string) (*mint.Signer, error) {
-	var (
-		s   *mint.Signer
-		err error
-	)
-	if strings.Contains(value, "-----BEGIN") {
-		signer, perr := keys.ParsePrivateKey([]byte(value))
-		if perr != nil {
-			return nil, fmt.Errorf("%s: %w", field, perr)
-		}
-		s, err = mint.NewSigner(signer, "")
-	} else {
-		s, err = mint.LoadSigner(value, "")
+	data, err := readPEM(value)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", field, err)
 	}
+	k, err := keys.ParsePrivateKey(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", field, err)
+	}
+	s, err := mint.NewSigner(k, "")
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", field, err)
 	}
@@ -306,12 +306,9 @@ func loadSigner(value, field string) (*mint.Signer, error) {
 func loadPublicKeys(values []string, field string) ([]keys.Key, error) {
 	var out []keys.Key
 	for i, v := range values {
-		data := []byte(v)
-		if !strings.Contains(v, "-----BEGIN") {
-			var err error
-			if data, err = os.ReadFile(v); err != nil {
-				return nil, fmt.Errorf("%s[%d]: %w", field, i, err)
-			}
+		data, err := readPEM(v)
+		if err != nil {
+			return nil, fmt.Errorf("%s[%d]: %w", field, i, err)
 		}
 		if strings.Contains(string(data), "PRIVATE KEY") {
 			s, err := keys.ParsePrivateKey(data)
