@@ -19,6 +19,37 @@ func BenchmarkRedisSessionByID(b *testing.B) {
 	benchSessionByID(b, openRedis(b, RedisConfig{Addrs: []string{srv.Addr()}}, RedisOptions{}))
 }
 
+// BenchmarkRedisSessionByIDParallel reads one session from 64 goroutines
+// at a time, with reads pipelined under load (the default) and with every
+// read its own round trip, for comparison. Run it with -cpu 1 to see the
+// cost per read on one core, as the load harness does.
+func BenchmarkRedisSessionByIDParallel(b *testing.B) {
+	srv := redistest.Start(b)
+	for _, bc := range []struct {
+		name  string
+		lanes int
+	}{{"pipelined", 0}, {"unbatched", 1 << 30}} {
+		b.Run(bc.name, func(b *testing.B) {
+			st := openRedis(b, RedisConfig{Addrs: []string{srv.Addr()}}, RedisOptions{})
+			if bc.lanes != 0 {
+				st.reads = newReadBatcher(st.client, time.Second, bc.lanes, 1)
+			}
+			ctx := context.Background()
+			c := mustCreate(b, st, NewSession{Subject: "alice", Roles: []string{"user", "admin"}, ACR: "mfa", TTL: time.Hour})
+			b.ReportAllocs()
+			b.SetParallelism(64)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := st.SessionByID(ctx, c.Secret); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
 func benchSessionByID(b *testing.B, st Store) {
 	ctx := context.Background()
 	c := mustCreate(b, st, NewSession{Subject: "alice", Roles: []string{"user", "admin"}, ACR: "mfa", TTL: time.Hour})

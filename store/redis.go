@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"time"
 
@@ -72,6 +73,8 @@ const (
 	defaultTimeout   = time.Second
 	defaultKeyPrefix = "portcullis:"
 	defaultAddr      = "127.0.0.1:6379"
+	// maxReadBatch caps the session reads sent as one pipeline.
+	maxReadBatch = 128
 )
 
 // RedisOptions are the Redis store's dependencies.
@@ -94,6 +97,8 @@ type Redis struct {
 	now     func() time.Time
 	log     *zap.Logger
 	metrics *metrics.Metrics
+	// reads batches SessionByID's reads under load.
+	reads *readBatcher
 }
 
 // NewRedis builds the client for cfg: one address is a single server,
@@ -130,6 +135,10 @@ func NewRedis(cfg RedisConfig, opts RedisOptions) (*Redis, error) {
 		WriteTimeout:          cfg.Timeout,
 		ContextTimeoutEnabled: true,
 		DisableIdentity:       true,
+		// RESP2: every reply the store reads is the same in both protocols,
+		// and RESP3 makes go-redis look for push notifications before each
+		// command, a cost on the session hot path that buys nothing here.
+		Protocol: 2,
 		MaintNotificationsConfig: &maintnotifications.Config{
 			Mode: maintnotifications.ModeDisabled,
 		},
@@ -145,8 +154,10 @@ func NewRedis(cfg RedisConfig, opts RedisOptions) (*Redis, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
+	client := redis.NewUniversalClient(uo)
 	return &Redis{
-		client:  redis.NewUniversalClient(uo),
+		client:  client,
+		reads:   newReadBatcher(client, cfg.Timeout, max(2, runtime.GOMAXPROCS(0)), maxReadBatch),
 		prefix:  cfg.KeyPrefix,
 		timeout: cfg.Timeout,
 		channel: cfg.KeyPrefix + "events",

@@ -67,13 +67,12 @@ func (r *Redis) CreateSession(ctx context.Context, n NewSession) (Created, error
 }
 
 // SessionByID returns the opaque session whose ID is id, with exactly one
-// Redis command. An unknown, expired or deleted session, and any refresh
-// family or refresh token, is ErrNotFound.
+// Redis command (HGETALL); under load the reads of concurrent requests share
+// pipelines (readBatcher). An unknown, expired or deleted session, and any
+// refresh family or refresh token, is ErrNotFound.
 func (r *Redis) SessionByID(ctx context.Context, id string) (Session, error) {
 	h := secretHash(id)
-	ctx, cancel := r.ctx(ctx)
-	defer cancel()
-	f, err := r.client.HGetAll(ctx, r.sessionKey(h[0], sessionHandle(h))).Result()
+	f, err := r.reads.hgetall(ctx, r.sessionKey(h[0], sessionHandle(h)))
 	if err != nil {
 		return Session{}, r.fail("get session", err)
 	}
