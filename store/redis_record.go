@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Fields of a session or family record (a Redis hash). Lists and maps are
@@ -154,18 +156,74 @@ func decodeRecord(f map[string]string) (record, error) {
 	}
 	for _, j := range []struct {
 		name string
-		dst  any
-	}{{fRoles, &rec.s.Roles}, {fScopes, &rec.s.Scopes}, {fAMR, &rec.s.AMR}, {fAttributes, &rec.s.Attributes}} {
+		dst  *[]string
+	}{{fRoles, &rec.s.Roles}, {fScopes, &rec.s.Scopes}, {fAMR, &rec.s.AMR}} {
 		if v, ok := f[j.name]; ok && v != "" {
-			if err := json.Unmarshal([]byte(v), j.dst); err != nil {
+			l, err := decodeStrings(v)
+			if err != nil {
 				return record{}, fmt.Errorf("store: corrupt session record: %s: %w", j.name, err)
 			}
+			*j.dst = l
+		}
+	}
+	if v, ok := f[fAttributes]; ok && v != "" {
+		if err := json.Unmarshal([]byte(v), &rec.s.Attributes); err != nil {
+			return record{}, fmt.Errorf("store: corrupt session record: %s: %w", fAttributes, err)
 		}
 	}
 	if rec.s.Handle == "" || rec.s.Subject == "" || rec.s.ExpiresAt.IsZero() || rec.idleUntil.IsZero() {
 		return record{}, fmt.Errorf("store: corrupt session record")
 	}
 	return rec, nil
+}
+
+// decodeStrings decodes a JSON list of strings, as json.Marshal wrote it.
+// The list of a session read on every request is decoded without
+// encoding/json when it is plain: quoted strings without any escape,
+// separated by commas, in valid UTF-8 (what json.Marshal writes for
+// names like "orders:read"). Anything else, and anything that is not such a
+// list, takes encoding/json, which gives the answer or the error.
+func decodeStrings(v string) ([]string, error) {
+	if len(v) >= 2 && v[0] == '[' && v[len(v)-1] == ']' && plainJSON(v) {
+		body := v[1 : len(v)-1]
+		if body == "" {
+			return []string{}, nil
+		}
+		out := make([]string, 0, strings.Count(body, ",")+1)
+		for {
+			if len(body) < 2 || body[0] != '"' {
+				break
+			}
+			end := strings.IndexByte(body[1:], '"') + 1
+			if end == 0 {
+				break
+			}
+			out = append(out, body[1:end])
+			body = body[end+1:]
+			if body == "" {
+				return out, nil
+			}
+			if body[0] != ',' {
+				break
+			}
+			body = body[1:]
+		}
+	}
+	var out []string
+	if err := json.Unmarshal([]byte(v), &out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// plainJSON reports valid UTF-8 without a backslash or a control byte.
+func plainJSON(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c == '\\' || c < 0x20 {
+			return false
+		}
+	}
+	return utf8.ValidString(v)
 }
 
 // flatMap turns a script's HGETALL reply (field, value, ...) into a map.
