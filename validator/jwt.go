@@ -2,6 +2,7 @@ package validator
 
 import (
 	"context"
+	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -517,17 +518,28 @@ func verifySignature(tok *jwt.Token, signingInput string, key any) error {
 	case jwt.VerificationKeySet:
 		err = jwt.ErrTokenUnverifiable
 		for _, kk := range k.Keys {
-			if err = tok.Method.Verify(signingInput, tok.Signature, kk); err == nil {
+			if err = verifyWith(tok, signingInput, kk); err == nil {
 				return nil
 			}
 		}
 	default:
-		err = tok.Method.Verify(signingInput, tok.Signature, k)
+		err = verifyWith(tok, signingInput, k)
 	}
 	if err != nil {
 		return fmt.Errorf("%w: %w", jwt.ErrTokenSignatureInvalid, err)
 	}
 	return nil
+}
+
+// verifyWith checks tok's signature with one key: RS256/384/512 with an
+// RSA key through verifyRSA, everything else through the alg's jwt method.
+func verifyWith(tok *jwt.Token, signingInput string, key any) error {
+	if pub, ok := key.(*rsa.PublicKey); ok {
+		if handled, err := verifyRSA(tok.Method.Alg(), signingInput, tok.Signature, pub); handled {
+			return err
+		}
+	}
+	return tok.Method.Verify(signingInput, tok.Signature, key)
 }
 
 // keyFor selects the keys that may verify a token: the issuer's secret, the
