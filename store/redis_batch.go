@@ -36,24 +36,16 @@ type batchedRead struct {
 	key string
 	res map[string]string
 	err error
-	// done is signalled once: with lead set, the read leads batch (its own
-	// read is batch[0]); otherwise res and err are set.
+	// done is signalled once: with batch set, the read leads batch (its
+	// own read is batch[0]); otherwise res and err are set.
 	done  chan struct{}
-	lead  bool
 	batch []*batchedRead
 }
 
 var batchedReads = sync.Pool{New: func() any { return &batchedRead{done: make(chan struct{}, 1)} }}
 
-func newReadBatcher(client redis.UniversalClient, timeout time.Duration, lanes, max int) *readBatcher {
-	return &readBatcher{client: client, timeout: timeout, lanes: max1(lanes), max: max1(max)}
-}
-
-func max1(n int) int {
-	if n < 1 {
-		return 1
-	}
-	return n
+func newReadBatcher(client redis.UniversalClient, timeout time.Duration, lanes, maxBatch int) *readBatcher {
+	return &readBatcher{client: client, timeout: timeout, lanes: max(lanes, 1), max: max(maxBatch, 1)}
 }
 
 // hgetall reads the hash at key, within ctx and the store timeout. A read
@@ -75,7 +67,7 @@ func (b *readBatcher) hgetall(ctx context.Context, key string) (map[string]strin
 	b.mu.Unlock()
 
 	<-c.done
-	if c.lead {
+	if c.batch != nil {
 		b.run(ctx, c.batch)
 		b.release()
 	}
@@ -128,6 +120,6 @@ func (b *readBatcher) release() {
 	clear(b.queue[rest:])
 	b.queue = b.queue[:rest]
 	b.mu.Unlock()
-	batch[0].lead, batch[0].batch = true, batch
+	batch[0].batch = batch
 	batch[0].done <- struct{}{}
 }

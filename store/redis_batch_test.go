@@ -5,7 +5,6 @@ import (
 	"errors"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -73,24 +72,6 @@ func queued(t *testing.T, b *readBatcher, n int) {
 	}
 }
 
-func hgetallCalls(t *testing.T, c *redis.Client) int {
-	t.Helper()
-	info, err := c.Info(context.Background(), "commandstats").Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(info, "\n") {
-		if rest, ok := strings.CutPrefix(line, "cmdstat_hgetall:calls="); ok {
-			n, err := strconv.Atoi(rest[:strings.IndexByte(rest, ',')])
-			if err != nil {
-				t.Fatal(err)
-			}
-			return n
-		}
-	}
-	return 0
-}
-
 // While every lane is busy, session reads queue and go out as pipelines of
 // at most max reads; each read still gets its own session, and the server
 // still sees exactly one HGETALL per read.
@@ -154,7 +135,7 @@ func TestRedisSessionReadsArePipelinedUnderLoad(t *testing.T) {
 	if want := []int{4, 4, 3}; !slices.Equal(sizes, want) {
 		t.Errorf("pipelines of %v reads, want %v", sizes, want)
 	}
-	if got := hgetallCalls(t, admin); got != n+1 {
+	if got := commandStats(t, admin)["hgetall"]; got != n+1 {
 		t.Errorf("server ran %d HGETALL, want %d (one per read)", got, n+1)
 	}
 	st.reads.mu.Lock()

@@ -29,16 +29,16 @@ import (
 // keys get the standard library's answer (and its errors). A differential
 // test and a fuzz target hold the two to the same verdicts.
 
-// rsaDigestInfo is the DER prefix of the DigestInfo of each hash (RFC 8017
-// §9.2, note 1).
-var rsaDigestInfo = map[crypto.Hash][]byte{
-	crypto.SHA256: {0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20},
-	crypto.SHA384: {0x30, 0x41, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02, 0x05, 0x00, 0x04, 0x30},
-	crypto.SHA512: {0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03, 0x05, 0x00, 0x04, 0x40},
+// rsaAlgs are the algs verifyRSA takes: their hash and the DER prefix of
+// its DigestInfo (RFC 8017 §9.2, note 1).
+var rsaAlgs = map[string]struct {
+	hash   crypto.Hash
+	prefix []byte
+}{
+	"RS256": {crypto.SHA256, []byte{0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20}},
+	"RS384": {crypto.SHA384, []byte{0x30, 0x41, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02, 0x05, 0x00, 0x04, 0x30}},
+	"RS512": {crypto.SHA512, []byte{0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03, 0x05, 0x00, 0x04, 0x40}},
 }
-
-// rsaHashes are the algs verifyRSA takes.
-var rsaHashes = map[string]crypto.Hash{"RS256": crypto.SHA256, "RS384": crypto.SHA384, "RS512": crypto.SHA512}
 
 // rsaModuli maps a *rsa.PublicKey to its prepared modulus (nil: a key
 // verifyRSA leaves to crypto/rsa). Keys live as long as their
@@ -73,7 +73,7 @@ func rsaModulus(pub *rsa.PublicKey) *bigmod.Modulus {
 // handled is false when it does not take alg or pub: the caller then asks
 // crypto/rsa.
 func verifyRSA(alg, signingInput string, sig []byte, pub *rsa.PublicKey) (handled bool, err error) {
-	h, known := rsaHashes[alg]
+	a, known := rsaAlgs[alg]
 	if !known {
 		return false, nil
 	}
@@ -81,12 +81,12 @@ func verifyRSA(alg, signingInput string, sig []byte, pub *rsa.PublicKey) (handle
 	if n == nil {
 		return false, nil
 	}
-	hh := h.New()
+	hh := a.hash.New()
 	hh.Write([]byte(signingInput))
 	var sum [64]byte
 	hashed := hh.Sum(sum[:0])
 
-	prefix := rsaDigestInfo[h]
+	prefix := a.prefix
 	k := n.Size()
 	tLen := len(prefix) + len(hashed)
 	if k < tLen+11 || len(sig) != k {

@@ -25,7 +25,7 @@ var rsaTestKeys = sync.OnceValue(func() []*rsa.PrivateKey {
 
 func signPKCS1(t testing.TB, k *rsa.PrivateKey, alg, input string) []byte {
 	t.Helper()
-	h := rsaHashes[alg]
+	h := rsaAlgs[alg].hash
 	hh := h.New()
 	hh.Write([]byte(input))
 	sig, err := rsa.SignPKCS1v15(rand.Reader, k, h, hh.Sum(nil))
@@ -37,7 +37,7 @@ func signPKCS1(t testing.TB, k *rsa.PrivateKey, alg, input string) []byte {
 
 // stdVerify is crypto/rsa's verdict.
 func stdVerify(alg, input string, sig []byte, pub *rsa.PublicKey) error {
-	h := rsaHashes[alg]
+	h := rsaAlgs[alg].hash
 	hh := h.New()
 	hh.Write([]byte(input))
 	return rsa.VerifyPKCS1v15(pub, h, hh.Sum(nil), sig)
@@ -100,11 +100,11 @@ func TestVerifyRSARefusesEveryWrongEncodingByte(t *testing.T) {
 	k := rsaTestKeys()[1]
 	pub := &k.PublicKey
 	const input = "header.payload"
-	h := rsaHashes["RS256"]
-	hh := h.New()
+	a := rsaAlgs["RS256"]
+	hh := a.hash.New()
 	hh.Write([]byte(input))
 	hashed := hh.Sum(nil)
-	prefix := rsaDigestInfo[h]
+	prefix := a.prefix
 	size := (pub.N.BitLen() + 7) / 8
 	em := make([]byte, size)
 	em[1] = 1
