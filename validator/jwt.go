@@ -133,10 +133,6 @@ type issuer struct {
 	remote      *remoteSet
 }
 
-// peekParser decodes a token once; its issuer is selected from the
-// unverified claims, then the signature and claims are verified.
-var peekParser = jwt.NewParser(jwt.WithStrictDecoding())
-
 // NewJWT builds a validator: it applies the defaults to a copy of cfg,
 // validates it, reads the key files (errors name the file) and fetches each
 // jwks_url once. A jwks_url that cannot be fetched is not an error: Ready
@@ -441,8 +437,7 @@ func (v *JWT) Verify(ctx context.Context, token string) (*Identity, error) {
 
 func (v *JWT) verify(ctx context.Context, token string, now time.Time) (*Identity, cacheEntry, *TokenError) {
 	var none cacheEntry
-	peeked := jwt.MapClaims{}
-	tok, _, err := peekParser.ParseUnverified(token, peeked)
+	tok, peeked, err := parseToken(token)
 	if tok == nil || tok.Header == nil || errors.Is(err, jwt.ErrTokenMalformed) {
 		return nil, none, invalidErr(ReasonMalformed, "the token is malformed", err)
 	}
