@@ -38,6 +38,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/portcullis/portcullis/denylist"
+	"github.com/portcullis/portcullis/internal/logging"
 	"github.com/portcullis/portcullis/internal/metrics"
 	"github.com/portcullis/portcullis/mint"
 	"github.com/portcullis/portcullis/store"
@@ -145,7 +146,7 @@ func newBenchEnv(b *testing.B, upstream string, rt http.RoundTripper, accessLog 
 		time.Sleep(time.Millisecond)
 	}
 
-	g, err := New(ctx, cfg, Options{Logger: benchLogger(), Store: st, Deny: deny, Metrics: m})
+	g, err := New(ctx, cfg, Options{Logger: zap.NewNop(), AccessLogger: benchLogger(), Store: st, Deny: deny, Metrics: m})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -179,12 +180,9 @@ func newBenchEnv(b *testing.B, upstream string, rt http.RoundTripper, accessLog 
 	return &benchEnv{g: g, token: tok, session: created.Secret}
 }
 
-// benchLogger is serve's production JSON encoder writing to io.Discard.
+// benchLogger is serve's access logger writing to io.Discard.
 func benchLogger() *zap.Logger {
-	ec := zap.NewProductionEncoderConfig()
-	ec.TimeKey = "ts"
-	ec.EncodeTime = zapcore.ISO8601TimeEncoder
-	return zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(ec), zapcore.AddSync(io.Discard), zapcore.InfoLevel))
+	return zap.New(logging.AccessCore(zapcore.AddSync(io.Discard), zapcore.InfoLevel)).Named("access")
 }
 
 // benchRequest is a browser-like request as net/http's server builds it.

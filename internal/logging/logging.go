@@ -24,14 +24,19 @@ func New(level string) (main, access *zap.Logger, stop func(), err error) {
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("log.level: %w", err)
 	}
-	enc := zap.NewProductionEncoderConfig()
-	enc.TimeKey = "ts"
-	enc.EncodeTime = ISO8601UTC
+	enc := encoderConfig()
 	out := zapcore.Lock(os.Stderr)
 	main = zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(enc), out, lvl), zap.AddCaller(), zap.AddStacktrace(zapcore.ErrorLevel))
 	async := newAsyncWriter(out, 64<<10, 8<<20, 100*time.Millisecond)
-	access = zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(enc), async, lvl)).Named("access")
+	access = zap.New(AccessCore(async, lvl)).Named("access")
 	return main, access, async.stop, nil
+}
+
+// AccessCore is the access log's core: the JSON layout of New's loggers,
+// written to out, with the plain request line encoded without zap's
+// general-purpose escaping (see accessEncoder).
+func AccessCore(out zapcore.WriteSyncer, lvl zapcore.LevelEnabler) zapcore.Core {
+	return zapcore.NewCore(newAccessEncoder(), out, lvl)
 }
 
 // stamp caches the formatted second of the last timestamp.
@@ -46,6 +51,11 @@ var lastStamp atomic.Pointer[stamp]
 // time costs more than the rest of an access log line's fields; the
 // seconds part is formatted once per second and reused.
 func ISO8601UTC(t time.Time, e zapcore.PrimitiveArrayEncoder) {
+	var buf [32]byte
+	e.AppendByteString(appendISO8601UTC(buf[:0], t))
+}
+
+func appendISO8601UTC(b []byte, t time.Time) []byte {
 	t = t.UTC()
 	sec := t.Unix()
 	s := lastStamp.Load()
@@ -53,8 +63,7 @@ func ISO8601UTC(t time.Time, e zapcore.PrimitiveArrayEncoder) {
 		s = &stamp{sec: sec, prefix: t.Truncate(time.Second).Format("2006-01-02T15:04:05.")}
 		lastStamp.Store(s)
 	}
-	var buf [32]byte
-	b := append(buf[:0], s.prefix...)
+	b = append(b, s.prefix...)
 	ms := t.Nanosecond() / int(time.Millisecond)
 	if ms < 100 {
 		b = append(b, '0')
@@ -63,8 +72,7 @@ func ISO8601UTC(t time.Time, e zapcore.PrimitiveArrayEncoder) {
 		b = append(b, '0')
 	}
 	b = strconv.AppendInt(b, int64(ms), 10)
-	b = append(b, 'Z')
-	e.AppendByteString(b)
+	return append(b, 'Z')
 }
 
 // asyncWriter is the access log's write syncer. Request goroutines only
@@ -83,6 +91,7 @@ type asyncWriter struct {
 	mu      sync.Mutex
 	drained *sync.Cond // signalled after every write-out
 	buf     []byte
+	spare   []byte // the other buffer, while buf fills
 	stopped bool
 
 	kick chan struct{}
@@ -149,17 +158,26 @@ func (w *asyncWriter) loop() {
 }
 
 // flush swaps the buffer out under the lock and writes it without it.
+// Two buffers take turns, so a busy gateway makes no garbage here; one
+// grown past 4×flushAt by a burst is dropped after its write-out.
 func (w *asyncWriter) flush() {
 	w.flushMu.Lock()
 	defer w.flushMu.Unlock()
 	w.mu.Lock()
 	out := w.buf
-	w.buf = make([]byte, 0, max(cap(out), w.flushAt*2))
+	if w.spare != nil {
+		w.buf, w.spare = w.spare, nil
+	} else {
+		w.buf = make([]byte, 0, w.flushAt*2)
+	}
 	w.mu.Unlock()
 	if len(out) > 0 {
 		_, _ = w.out.Write(out)
 	}
 	w.mu.Lock()
+	if cap(out) <= 4*w.flushAt {
+		w.spare = out[:0]
+	}
 	w.drained.Broadcast()
 	w.mu.Unlock()
 }
