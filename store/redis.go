@@ -39,7 +39,7 @@ import (
 // every name the store is asked about, without a lookup:
 //   - a session ID is drawn until SHA-256(id)[0] is its subject's group, and
 //     its handle is base64url(SHA-256(id)[:16]), so SessionByID computes the
-//     key from the ID and reads it with one HGETALL; the record keeps the
+//     key from the ID and reads it with one HMGET; the record keeps the
 //     full SHA-256, compared in constant time;
 //   - a family handle is random with its first byte set to the group, and
 //     each refresh token is drawn until SHA-256(token)[0] is the group, so
@@ -206,7 +206,7 @@ func (r *Redis) countError() {
 }
 
 // decodeRecord is decodeRecord, counting a corrupt record as a failure.
-func (r *Redis) decodeRecord(f map[string]string) (record, error) {
+func (r *Redis) decodeRecord(f rawRecord) (record, error) {
 	rec, err := decodeRecord(f)
 	if err != nil {
 		r.countError()

@@ -10,10 +10,10 @@ import (
 
 // readBatcher coalesces the session reads of concurrent requests into
 // pipelines (group commit): a read that finds fewer than lanes round trips
-// in flight runs at once, alone, as a plain HGETALL; a read that finds every
+// in flight runs at once, alone, as a plain HMGET; a read that finds every
 // lane busy queues, and the lane that finishes next hands the whole queue,
 // as one pipeline, to the first read in it. Each request still costs one
-// HGETALL on the server, but under load many share one write and one read
+// HMGET on the server, but under load many share one write and one read
 // system call, one pool checkout and one round trip, which are most of what
 // a Redis read costs the gateway's CPU. With one request at a time nothing
 // queues and nothing waits: the latency of an idle gateway is unchanged.
@@ -34,7 +34,7 @@ type readBatcher struct {
 // batchedRead is one queued read.
 type batchedRead struct {
 	key string
-	res map[string]string
+	res []string
 	err error
 	// done is signalled once: with batch set, the read leads batch (its
 	// own read is batch[0]); otherwise res and err are set.
@@ -48,11 +48,12 @@ func newReadBatcher(client redis.UniversalClient, timeout time.Duration, lanes, 
 	return &readBatcher{client: client, timeout: timeout, lanes: max(lanes, 1), max: max(maxBatch, 1)}
 }
 
-// hgetall reads the hash at key, within ctx and the store timeout. A read
-// that is waiting in the queue waits for its batch even when ctx ends
-// first: the lane that runs it bounds it by the store timeout, and it may
-// have to lead the next batch.
-func (b *readBatcher) hgetall(ctx context.Context, key string) (map[string]string, error) {
+// read reads sessionFields of the hash at key (HMGET; a missing field or
+// key is ""), within ctx and the store timeout. A read that is waiting in
+// the queue waits for its batch even when ctx ends first: the lane that
+// runs it bounds it by the store timeout, and it may have to lead the next
+// batch.
+func (b *readBatcher) read(ctx context.Context, key string) ([]string, error) {
 	b.mu.Lock()
 	if b.active < b.lanes {
 		b.active++
@@ -78,10 +79,28 @@ func (b *readBatcher) hgetall(ctx context.Context, key string) (map[string]strin
 }
 
 // one runs a read alone, as the caller's own command.
-func (b *readBatcher) one(ctx context.Context, key string) (map[string]string, error) {
+func (b *readBatcher) one(ctx context.Context, key string) ([]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, b.timeout)
 	defer cancel()
-	return b.client.HGetAll(ctx, key).Result()
+	cmd := hmget(ctx, key)
+	_ = b.client.Process(ctx, cmd)
+	return cmd.Result()
+}
+
+// sessionFieldArgs are sessionFields as command arguments, converted once.
+var sessionFieldArgs = func() []any {
+	a := make([]any, len(sessionFields))
+	for i, f := range sessionFields {
+		a[i] = f
+	}
+	return a
+}()
+
+// hmget is HMGET key sessionFields... (go-redis's HMGet answers []any).
+func hmget(ctx context.Context, key string) *redis.StringSliceCmd {
+	args := make([]any, 2, 2+len(sessionFieldArgs))
+	args[0], args[1] = "hmget", key
+	return redis.NewStringSliceCmd(ctx, append(args, sessionFieldArgs...)...)
 }
 
 // run sends batch as one pipeline and hands every other read its result.
@@ -91,9 +110,10 @@ func (b *readBatcher) run(ctx context.Context, batch []*batchedRead) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.timeout)
 	defer cancel()
 	pipe := b.client.Pipeline()
-	cmds := make([]*redis.MapStringStringCmd, len(batch))
+	cmds := make([]*redis.StringSliceCmd, len(batch))
 	for i, c := range batch {
-		cmds[i] = pipe.HGetAll(ctx, c.key)
+		cmds[i] = hmget(ctx, c.key)
+		_ = pipe.Process(ctx, cmds[i])
 	}
 	_, _ = pipe.Exec(ctx) // each command carries its own error
 	for i, c := range batch {

@@ -33,7 +33,7 @@ func (h *gateHook) DialHook(next redis.DialHook) redis.DialHook { return next }
 
 func (h *gateHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		if cmd.Name() == "hgetall" {
+		if cmd.Name() == "hmget" {
 			first := false
 			h.once.Do(func() { first = true })
 			if first {
@@ -74,7 +74,7 @@ func queued(t *testing.T, b *readBatcher, n int) {
 
 // While every lane is busy, session reads queue and go out as pipelines of
 // at most max reads; each read still gets its own session, and the server
-// still sees exactly one HGETALL per read.
+// still sees exactly one HMGET per read.
 func TestRedisSessionReadsArePipelinedUnderLoad(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
@@ -135,8 +135,8 @@ func TestRedisSessionReadsArePipelinedUnderLoad(t *testing.T) {
 	if want := []int{4, 4, 3}; !slices.Equal(sizes, want) {
 		t.Errorf("pipelines of %v reads, want %v", sizes, want)
 	}
-	if got := commandStats(t, admin)["hgetall"]; got != n+1 {
-		t.Errorf("server ran %d HGETALL, want %d (one per read)", got, n+1)
+	if got := commandStats(t, admin)["hmget"]; got != n+1 {
+		t.Errorf("server ran %d HMGET, want %d (one per read)", got, n+1)
 	}
 	st.reads.mu.Lock()
 	defer st.reads.mu.Unlock()

@@ -119,62 +119,115 @@ func appendJSON(a []any, field string, v any) ([]any, error) {
 	return append(a, field, string(b)), nil
 }
 
-// decodeRecord reads a record from its fields.
-func decodeRecord(f map[string]string) (record, error) {
-	rec := record{
-		s: Session{
-			Handle:  f[fHandle],
-			Subject: f[fSubject],
-			ACR:     f[fACR],
-			Mode:    f[fMode],
-		},
-		idHash: f[fIDHash],
+// rawRecord is a record's fields as stored, before decoding.
+type rawRecord struct {
+	handle, subject, roles, scopes, acr, amr, attributes, authTime, mode string
+	created, lastSeen, expires, idleUntil, updated, generation, idHash   string
+}
+
+// sessionFields are the fields a session read fetches (HMGET), in the
+// order rawFromValues takes them.
+var sessionFields = [...]string{
+	fHandle, fSubject, fRoles, fScopes, fACR, fAMR, fAttributes, fAuthTime, fMode,
+	fCreated, fLastSeen, fExpires, fIdleUntil, fUpdated, fGeneration, fIDHash,
+}
+
+// rawFromValues takes the values of sessionFields, in order (a missing
+// field is "").
+func rawFromValues(v []string) rawRecord {
+	_ = v[len(sessionFields)-1]
+	return rawRecord{
+		handle: v[0], subject: v[1], roles: v[2], scopes: v[3], acr: v[4], amr: v[5], attributes: v[6], authTime: v[7], mode: v[8],
+		created: v[9], lastSeen: v[10], expires: v[11], idleUntil: v[12], updated: v[13], generation: v[14], idHash: v[15],
 	}
-	for _, t := range []struct {
-		name string
-		dst  *time.Time
-	}{
-		{fAuthTime, &rec.s.AuthTime}, {fCreated, &rec.s.CreatedAt}, {fLastSeen, &rec.s.LastSeenAt},
-		{fExpires, &rec.s.ExpiresAt}, {fIdleUntil, &rec.idleUntil}, {fUpdated, &rec.s.UpdatedAt},
-	} {
-		v, ok := f[t.name]
-		if !ok || v == "" {
-			continue
-		}
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			return record{}, fmt.Errorf("store: corrupt session record: %s: %w", t.name, err)
-		}
-		*t.dst = fromMS(n)
+}
+
+// rawFromMap takes the fields of a whole hash (HGETALL).
+func rawFromMap(f map[string]string) rawRecord {
+	return rawRecord{
+		handle: f[fHandle], subject: f[fSubject], roles: f[fRoles], scopes: f[fScopes], acr: f[fACR], amr: f[fAMR],
+		attributes: f[fAttributes], authTime: f[fAuthTime], mode: f[fMode],
+		created: f[fCreated], lastSeen: f[fLastSeen], expires: f[fExpires], idleUntil: f[fIdleUntil],
+		updated: f[fUpdated], generation: f[fGeneration], idHash: f[fIDHash],
 	}
-	if v, ok := f[fGeneration]; ok {
-		n, err := strconv.ParseInt(v, 10, 64)
+}
+
+// decodeRecord decodes a record's fields; a missing or empty field is the
+// zero value. It runs on every session request, so it takes no pointer into
+// rec that could escape (a table of field pointers, json.Unmarshal into a
+// field): rec, a few hundred bytes, would move to the heap.
+func decodeRecord(f rawRecord) (rec record, err error) {
+	rec.s.Handle, rec.s.Subject, rec.s.ACR, rec.s.Mode = f.handle, f.subject, f.acr, f.mode
+	rec.idHash = f.idHash
+	if rec.s.AuthTime, err = msField(fAuthTime, f.authTime); err != nil {
+		return record{}, err
+	}
+	if rec.s.CreatedAt, err = msField(fCreated, f.created); err != nil {
+		return record{}, err
+	}
+	if rec.s.LastSeenAt, err = msField(fLastSeen, f.lastSeen); err != nil {
+		return record{}, err
+	}
+	if rec.s.ExpiresAt, err = msField(fExpires, f.expires); err != nil {
+		return record{}, err
+	}
+	if rec.idleUntil, err = msField(fIdleUntil, f.idleUntil); err != nil {
+		return record{}, err
+	}
+	if rec.s.UpdatedAt, err = msField(fUpdated, f.updated); err != nil {
+		return record{}, err
+	}
+	if f.generation != "" {
+		n, err := strconv.ParseInt(f.generation, 10, 64)
 		if err != nil {
 			return record{}, fmt.Errorf("store: corrupt session record: %s: %w", fGeneration, err)
 		}
 		rec.s.Generation = n
 	}
-	for _, j := range []struct {
-		name string
-		dst  *[]string
-	}{{fRoles, &rec.s.Roles}, {fScopes, &rec.s.Scopes}, {fAMR, &rec.s.AMR}} {
-		if v, ok := f[j.name]; ok && v != "" {
-			l, err := decodeStrings(v)
-			if err != nil {
-				return record{}, fmt.Errorf("store: corrupt session record: %s: %w", j.name, err)
-			}
-			*j.dst = l
-		}
+	if rec.s.Roles, err = listField(fRoles, f.roles); err != nil {
+		return record{}, err
 	}
-	if v, ok := f[fAttributes]; ok && v != "" {
-		if err := json.Unmarshal([]byte(v), &rec.s.Attributes); err != nil {
+	if rec.s.Scopes, err = listField(fScopes, f.scopes); err != nil {
+		return record{}, err
+	}
+	if rec.s.AMR, err = listField(fAMR, f.amr); err != nil {
+		return record{}, err
+	}
+	if f.attributes != "" {
+		var attrs map[string]string // not &rec.s.Attributes: rec would escape
+		if err := json.Unmarshal([]byte(f.attributes), &attrs); err != nil {
 			return record{}, fmt.Errorf("store: corrupt session record: %s: %w", fAttributes, err)
 		}
+		rec.s.Attributes = attrs
 	}
 	if rec.s.Handle == "" || rec.s.Subject == "" || rec.s.ExpiresAt.IsZero() || rec.idleUntil.IsZero() {
 		return record{}, fmt.Errorf("store: corrupt session record")
 	}
 	return rec, nil
+}
+
+// msField decodes the unix milliseconds v of field name; "" is zero.
+func msField(name, v string) (time.Time, error) {
+	if v == "" {
+		return time.Time{}, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("store: corrupt session record: %s: %w", name, err)
+	}
+	return fromMS(n), nil
+}
+
+// listField decodes the JSON list of strings v of field name; "" is nil.
+func listField(name, v string) ([]string, error) {
+	if v == "" {
+		return nil, nil
+	}
+	l, err := decodeStrings(v)
+	if err != nil {
+		return nil, fmt.Errorf("store: corrupt session record: %s: %w", name, err)
+	}
+	return l, nil
 }
 
 // decodeStrings decodes a JSON list of strings, as json.Marshal wrote it.
@@ -250,5 +303,5 @@ func decodeFlat(v any) (record, error) {
 	if err != nil {
 		return record{}, err
 	}
-	return decodeRecord(f)
+	return decodeRecord(rawFromMap(f))
 }

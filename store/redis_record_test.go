@@ -50,3 +50,24 @@ func FuzzDecodeStrings(f *testing.F) {
 	}
 	f.Fuzz(checkDecodeStrings)
 }
+
+// TestSessionFieldsOrder: a session read by HMGET (values in sessionFields
+// order) decodes to the same fields as the whole hash read by HGETALL.
+func TestSessionFieldsOrder(t *testing.T) {
+	m := map[string]string{}
+	values := make([]string, len(sessionFields))
+	for i, f := range sessionFields {
+		m[f] = "value of " + f
+		values[i] = m[f]
+	}
+	if got, want := rawFromValues(values), rawFromMap(m); got != want {
+		t.Fatalf("from HMGET values %+v\nfrom the hash %+v", got, want)
+	}
+	seen := map[string]bool{}
+	for _, f := range sessionFields {
+		if seen[f] {
+			t.Errorf("field %q read twice", f)
+		}
+		seen[f] = true
+	}
+}

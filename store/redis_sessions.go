@@ -67,24 +67,29 @@ func (r *Redis) CreateSession(ctx context.Context, n NewSession) (Created, error
 }
 
 // SessionByID returns the opaque session whose ID is id, with exactly one
-// Redis command (HGETALL); under load the reads of concurrent requests share
-// pipelines (readBatcher). An unknown, expired or deleted session, and any
-// refresh family or refresh token, is ErrNotFound.
+// Redis command (HMGET of sessionFields); under load the reads of
+// concurrent requests share pipelines (readBatcher). An unknown, expired or
+// deleted session, and any refresh family or refresh token, is ErrNotFound.
 func (r *Redis) SessionByID(ctx context.Context, id string) (Session, error) {
 	h := secretHash(id)
-	f, err := r.reads.hgetall(ctx, r.sessionKey(h[0], sessionHandle(h)))
+	v, err := r.reads.read(ctx, r.sessionKey(h[0], sessionHandle(h)))
 	if err != nil {
 		return Session{}, r.fail("get session", err)
 	}
-	if len(f) == 0 || f[fMode] != "" || subtle.ConstantTimeCompare([]byte(f[fIDHash]), h[:]) != 1 {
+	if len(v) != len(sessionFields) {
+		r.countError()
+		return Session{}, fmt.Errorf("store: get session: %d values for %d fields", len(v), len(sessionFields))
+	}
+	f := rawFromValues(v)
+	// A missing key reads as every field missing: no ID hash.
+	if f.mode != "" || subtle.ConstantTimeCompare([]byte(f.idHash), h[:]) != 1 {
 		return Session{}, ErrNotFound
 	}
 	return r.liveSession(f)
 }
 
-// liveSession decodes a record read with HGETALL; an expired one is
-// ErrNotFound.
-func (r *Redis) liveSession(f map[string]string) (Session, error) {
+// liveSession decodes a record; an expired one is ErrNotFound.
+func (r *Redis) liveSession(f rawRecord) (Session, error) {
 	rec, err := r.decodeRecord(f)
 	if err != nil {
 		return Session{}, err
@@ -110,7 +115,7 @@ func (r *Redis) SessionByHandle(ctx context.Context, handle string) (Session, er
 	if len(f) == 0 {
 		return Session{}, ErrNotFound
 	}
-	return r.liveSession(f)
+	return r.liveSession(rawFromMap(f))
 }
 
 // TouchSession records a use of the opaque session at now: LastSeenAt

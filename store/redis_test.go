@@ -319,8 +319,8 @@ func TestRedisCommandsPerCall(t *testing.T) {
 	}
 
 	onlyRead := func(d map[string]int) error {
-		if len(d) != 1 || d["hgetall"] != 1 {
-			return fmt.Errorf("ran %v, want exactly one HGETALL", d)
+		if len(d) != 1 || d["hmget"] != 1 {
+			return fmt.Errorf("ran %v, want exactly one HMGET", d)
 		}
 		return nil
 	}
