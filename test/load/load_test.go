@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -108,6 +109,46 @@ func TestPercentileAndMedian(t *testing.T) {
 	}
 	if m := median([]float64{4, 1, 3, 2}); m != 2.5 {
 		t.Errorf("median of 4,1,3,2 = %v", m)
+	}
+}
+
+// TestRatiosAreBracketed: a target run's ratio is against the geometric
+// mean of the bare runs around it, the CPU ratio likewise, and the table
+// gives the medians with quartiles.
+func TestRatiosAreBracketed(t *testing.T) {
+	t.Parallel()
+	bare, tgt := &target{label: "bare proxy"}, &target{label: "portcullis x"}
+	run := func(tg *target, rps, cpu float64) *runRec {
+		return &runRec{t: tg, conns: 64, res: genResult{Requests: int64(rps), Seconds: 1}, cpuPerReq: cpu}
+	}
+	// The machine halves its speed between the bare runs of round 2: a
+	// ratio against the run before alone would say 0.5 there, the bracket
+	// says 0.71.
+	b1, b2, b3, b4 := run(bare, 1000, 50), run(bare, 1000, 50), run(bare, 500, 100), run(bare, 1000, 50)
+	t1, t2, t3 := run(tgt, 900, 55), run(tgt, 500, 100), run(tgt, 800, 60)
+	t1.bare, t1.bareAfter = b1, b2
+	t2.bare, t2.bareAfter = b2, b3
+	t3.bare = b4 // the last run without a bare run after it
+	rep := &report{h: &harness{bare: bare}, targets: []*target{bare, tgt}, runs: []*runRec{b1, t1, b2, t2, b3, b4, t3}}
+	rows := rep.rows()
+	got := rows[1].ratioRuns
+	want := []float64{0.9, 500 / math.Sqrt(1000*500), 0.8}
+	for i := range want {
+		if math.Abs(got[i]-want[i]) > 1e-9 {
+			t.Fatalf("ratios %v, want %v", got, want)
+		}
+	}
+	if rows[1].ratio != want[2] {
+		t.Errorf("median ratio %v, want %v", rows[1].ratio, want[2])
+	}
+	if c := rows[1].cpuRatioRuns; math.Abs(c[0]-50.0/55) > 1e-9 || math.Abs(c[1]-math.Sqrt(50*100)/100) > 1e-9 || math.Abs(c[2]-50.0/60) > 1e-9 {
+		t.Errorf("CPU ratios %v", c)
+	}
+	if q1, q3 := quartiles([]float64{5, 1, 4, 2, 3}); q1 != 2 || q3 != 4 {
+		t.Errorf("quartiles of 1..5: %v, %v; want 2, 4", q1, q3)
+	}
+	if q1, q3 := quartiles([]float64{1, 2}); q1 != 1.25 || q3 != 1.75 {
+		t.Errorf("quartiles of 1, 2: %v, %v; want 1.25, 1.75", q1, q3)
 	}
 }
 

@@ -1,7 +1,7 @@
 // Command load is portcullis's load harness (issue #10): it measures what
 // the gateway costs next to a bare reverse proxy, per core.
 //
-//	go run ./test/load                     # full run: 5 interleaved rounds, ~5 minutes
+//	go run ./test/load                     # full run: 10 interleaved rounds, ~8 minutes
 //	go run ./test/load -profile /tmp/prof  # the same, then CPU and alloc profiles (+1 minute)
 //	go run ./test/load -quick              # smoke run, ~15 seconds
 //	go run ./test/load -h                  # flags
@@ -35,9 +35,13 @@
 // are per core.
 //
 // Run-to-run noise is large, so targets are interleaved (bare, target,
-// bare, target, ...) over -rounds rounds and medians are reported; each
-// target's ratio is the median over rounds of its throughput divided by
-// that of the bare run just before it. Throughput is measured with -conns
+// bare, target, ...) over -rounds short rounds, with one more bare run at
+// the end, and medians are reported. Each target run is bracketed by the
+// bare runs just before and just after it; its ratio is its throughput
+// divided by the geometric mean of theirs (so a machine getting slower or
+// faster during the pair does not count), and the target's ratio is the
+// median of those over the rounds, printed with their quartiles. The CPU
+// ratio is paired the same way. Throughput is measured with -conns
 // connections (enough to saturate the proxy's core), latency with one
 // connection in a closed loop (at saturation p99 is mostly queueing). Redis
 // commands per request are INFO commandstats deltas over all the target's
@@ -129,8 +133,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 			"Targets 127.0.0.1 only and stops by itself. Flags:\n")
 		fs.PrintDefaults()
 	}
-	fs.DurationVar(&o.duration, "duration", 3*time.Second, "length of each load run (wrk rounds it up to whole seconds)")
-	fs.IntVar(&o.rounds, "rounds", 5, "interleaved rounds; medians are taken over them")
+	fs.DurationVar(&o.duration, "duration", 2*time.Second, "length of each load run (wrk rounds it up to whole seconds)")
+	fs.IntVar(&o.rounds, "rounds", 10, "interleaved rounds; medians are taken over them")
 	fs.IntVar(&o.conns, "conns", 64, "connections of the throughput runs (latency runs use 1)")
 	fs.StringVar(&o.gen, "gen", "auto", "load generator: auto (wrk when on PATH), wrk, or go")
 	fs.IntVar(&o.revoked, "revoked", 100000, "revoked tokens loaded in Redis before the gateways start")
@@ -722,7 +726,9 @@ type runRec struct {
 	conns int
 	res   genResult
 	redis map[string]int64
-	bare  *runRec // throughput runs: the bare run just before (nil for bare)
+	// bare and bareAfter bracket a portcullis throughput run: the bare
+	// proxy's runs just before and just after it (nil for bare runs).
+	bare, bareAfter *runRec
 	// proxyCPU is the CPU time the process under test used per second of
 	// the run (1.0: its core saturated); loadBusy the busy fraction of the
 	// load generator's CPU.
@@ -751,8 +757,20 @@ func (h *harness) rounds(ctx context.Context, rep *report) error {
 		genName = "wrk (" + h.wrk + ")"
 	}
 	rep.generator = genName
+	var lastBare *runRec
+	var waiting []*runRec // target runs since lastBare, waiting for the next bare run
+	throughput := func(rec *runRec) {
+		if rec.t == h.bare {
+			for _, w := range waiting {
+				w.bareAfter = rec
+			}
+			lastBare, waiting = rec, waiting[:0]
+			return
+		}
+		rec.bare = lastBare
+		waiting = append(waiting, rec)
+	}
 	for r := 1; r <= h.o.rounds; r++ {
-		var lastBare *runRec
 		for _, t := range h.sequence() {
 			for _, conns := range []int{h.o.conns, 1} {
 				rec, err := h.measure(ctx, t, conns, h.o.duration)
@@ -761,11 +779,7 @@ func (h *harness) rounds(ctx context.Context, rep *report) error {
 				}
 				rec.round = r
 				if conns > 1 {
-					if t == h.bare {
-						lastBare = rec
-					} else {
-						rec.bare = lastBare
-					}
+					throughput(rec)
 				}
 				rep.runs = append(rep.runs, rec)
 				h.logf("round %d/%d %-24s %2d conn: %8.0f req/s  p50 %-8s p99 %-8s proxy CPU %3.0f%%  load CPU %3.0f%%  errors %d",
@@ -774,6 +788,15 @@ func (h *harness) rounds(ctx context.Context, rep *report) error {
 			}
 		}
 	}
+	// One more bare run, so the last target run is bracketed too.
+	rec, err := h.measure(ctx, h.bare, h.o.conns, h.o.duration)
+	if err != nil {
+		return err
+	}
+	rec.round = h.o.rounds + 1
+	throughput(rec)
+	rep.runs = append(rep.runs, rec)
+	h.logf("closing %-24s %2d conn: %8.0f req/s", h.bare.label, h.o.conns, rec.rps())
 	return nil
 }
 

@@ -60,8 +60,40 @@ type row struct {
 	requests, errors   int64
 	firstErr           string
 	rpsRuns, ratioRuns []float64
+	// cpuRatioRuns are the bracketing bare runs' CPU per request over the
+	// target's, per round; cpuRatio their median.
+	cpuRatioRuns []float64
+	cpuRatio     float64
 	// proxyCPU, loadBusy and cpuPerReq are medians over the throughput runs.
 	proxyCPU, loadBusy, cpuPerReq float64
+}
+
+// bracket is the geometric mean of a bare-run measure before and after a
+// target run (just before when there is no run after).
+func bracket(before, after *runRec, f func(*runRec) float64) float64 {
+	if after == nil || f(after) <= 0 {
+		return f(before)
+	}
+	return math.Sqrt(f(before) * f(after))
+}
+
+// quartiles returns the first and third quartiles of xs (linear
+// interpolation between closest ranks).
+func quartiles(xs []float64) (q1, q3 float64) {
+	if len(xs) == 0 {
+		return math.NaN(), math.NaN()
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	at := func(p float64) float64 {
+		pos := p * float64(len(s)-1)
+		i := int(pos)
+		if i+1 >= len(s) {
+			return s[i]
+		}
+		return s[i] + (pos-float64(i))*(s[i+1]-s[i])
+	}
+	return at(0.25), at(0.75)
 }
 
 func (rep *report) rows() []row {
@@ -90,14 +122,18 @@ func (rep *report) rows() []row {
 			rw.rpsRuns = append(rw.rpsRuns, r.rps())
 			cpus, loads, perReq = append(cpus, r.proxyCPU), append(loads, r.loadBusy), append(perReq, r.cpuPerReq)
 			if r.bare != nil && r.bare.rps() > 0 {
-				rw.ratioRuns = append(rw.ratioRuns, r.rps()/r.bare.rps())
+				rw.ratioRuns = append(rw.ratioRuns, r.rps()/bracket(r.bare, r.bareAfter, (*runRec).rps))
+				if r.cpuPerReq > 0 {
+					rw.cpuRatioRuns = append(rw.cpuRatioRuns,
+						bracket(r.bare, r.bareAfter, func(b *runRec) float64 { return b.cpuPerReq })/r.cpuPerReq)
+				}
 			}
 		}
 		rw.rps, rw.p50, rw.p99 = median(rw.rpsRuns), median(p50s), median(p99s)
 		rw.proxyCPU, rw.loadBusy, rw.cpuPerReq = median(cpus), median(loads), median(perReq)
-		rw.ratio = 1
+		rw.ratio, rw.cpuRatio = 1, 1
 		if t != rep.h.bare {
-			rw.ratio = median(rw.ratioRuns)
+			rw.ratio, rw.cpuRatio = median(rw.ratioRuns), median(rw.cpuRatioRuns)
 		}
 		var total int64
 		for k, v := range cmds {
@@ -157,12 +193,14 @@ func (rep *report) print(w io.Writer) {
 		}
 		fmt.Fprintf(w, "%-28s %15.0f %6.2f %12s %12s %13s %15.2f %7d %12.1f (%.2f)\n",
 			rw.t.label, rw.rps, rw.ratio, fmtUS(rw.p50), fmtUS(rw.p99), dp99, rw.redisPerReq, rw.errors,
-			rw.cpuPerReq, rows[0].cpuPerReq/rw.cpuPerReq)
+			rw.cpuPerReq, rw.cpuRatio)
 	}
-	fmt.Fprintf(w, "(CPU µs/req: CPU time of the process under test per request in the %d-conn runs, median: its per-core cost\n"+
-		" even when the load side, not the proxy, limited req/s (see the CPU shares below); ratio: bare's / the target's)\n", o.conns)
+	fmt.Fprintf(w, "(ratio: median over rounds of the run's req/s / the geometric mean of the bare runs just before and after it;\n"+
+		" CPU µs/req: CPU time of the process under test per request in the %d-conn runs, median: its per-core cost\n"+
+		" even when the load side, not the proxy, limited req/s (see the CPU shares below); its ratio: the bracketing\n"+
+		" bare runs' / the run's, median over rounds)\n", o.conns)
 
-	fmt.Fprintf(w, "\nreq/s per round (%d-conn runs; ratio = run / the bare run just before it); median CPU use of the process under test and busy share of the load CPU:\n", o.conns)
+	fmt.Fprintf(w, "\nreq/s per round (%d-conn runs; (ratio) as in the table); quartiles of the ratios; median CPU use of the process under test and busy share of the load CPU:\n", o.conns)
 	for _, rw := range rows {
 		var parts []string
 		for i, v := range rw.rpsRuns {
@@ -172,7 +210,13 @@ func (rep *report) print(w io.Writer) {
 			}
 			parts = append(parts, s)
 		}
-		fmt.Fprintf(w, "  %-28s %s; proxy CPU %.0f%%, load CPU %.0f%%\n", rw.t.label, strings.Join(parts, ", "), 100*rw.proxyCPU, 100*rw.loadBusy)
+		spread := ""
+		if rw.t != h.bare {
+			q1, q3 := quartiles(rw.ratioRuns)
+			c1, c3 := quartiles(rw.cpuRatioRuns)
+			spread = fmt.Sprintf("; ratio quartiles %.2f–%.2f, CPU ratio quartiles %.2f–%.2f", q1, q3, c1, c3)
+		}
+		fmt.Fprintf(w, "  %-28s %s%s; proxy CPU %.0f%%, load CPU %.0f%%\n", rw.t.label, strings.Join(parts, ", "), spread, 100*rw.proxyCPU, 100*rw.loadBusy)
 	}
 	fmt.Fprintf(w, "\nredis commands: calls (per request) over all the target's runs, from INFO commandstats without housekeeping;\n"+
 		"commands a script runs are counted as well as its EVALSHA; the denylist's periodic rebuild (an EVALSHA prune\n"+
