@@ -346,8 +346,9 @@ func BenchmarkIdentityHeaders(b *testing.B) {
 			var h http.Header
 			b.ReportAllocs()
 			for b.Loop() {
-				h = ih.outgoing(in.Clone())
-				ih.set(h, id)
+				plan := ih.plan(id)
+				h = ih.outgoing(in.Clone(), 4+len(plan))
+				set(h, plan)
 			}
 			if h.Get("X-Auth-Subject") != "alice" || h.Get("X-Auth-Acr") != "pwd" || h.Get("X-Auth-Roles") != "user,orders:read" {
 				b.Fatalf("identity headers not applied: %v", h)

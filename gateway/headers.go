@@ -81,11 +81,11 @@ func (ih *identityHeaders) managed(name string) bool {
 }
 
 // outgoing copies the headers httputil prepared for the upstream into a
-// new map sized for what the gateway adds (httputil's exact-size clone
-// would grow, twice, as headers are set), leaving out every managed
+// new map with room for extra more (httputil's exact-size clone would
+// grow, twice, as the gateway sets its headers), leaving out every managed
 // header and the gateway's internal ones.
-func (ih *identityHeaders) outgoing(in http.Header) http.Header {
-	h := make(http.Header, len(in)+16)
+func (ih *identityHeaders) outgoing(in http.Header, extra int) http.Header {
+	h := make(http.Header, len(in)+extra)
 	for k, v := range in {
 		switch {
 		case ih.managed(k), k == "Portcullis-Session", k == "Portcullis-Session-Update", k == "Http2-Settings":
@@ -143,10 +143,10 @@ func (ih *identityHeaders) plan(id *validator.Identity) []headerKV {
 	return kv
 }
 
-// set writes the identity of an authenticated request. The value slices
-// are shared with other requests: nothing downstream appends to them.
-func (ih *identityHeaders) set(h http.Header, id *validator.Identity) {
-	for _, e := range ih.plan(id) {
+// set writes the identity headers of plan. The value slices are shared
+// with other requests: nothing downstream appends to them.
+func set(h http.Header, plan []headerKV) {
+	for _, e := range plan {
 		h[e.name] = e.value
 	}
 }

@@ -141,7 +141,19 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 		out.Body = clientBody{out.Body}
 	}
 
-	h := st.ident.outgoing(out.Header)
+	var plan []headerKV
+	extra := 4 // X-Forwarded-For, -Proto and -Host, X-Request-Id
+	if rs.identity != nil {
+		plan = st.ident.plan(rs.identity)
+		extra += len(plan)
+	}
+	if rs.assertion != "" {
+		extra++
+	}
+	if g.tracing != nil {
+		extra += 2 // traceparent, tracestate
+	}
+	h := st.ident.outgoing(out.Header, extra)
 	out.Header = h
 	if upgradesToH2C(h.Get("Upgrade")) {
 		delete(h, "Upgrade")
@@ -152,11 +164,9 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 		delete(h, "Authorization")
 	}
 	g.setForwarded(pr, st, rs)
-	if id := rs.identity; id != nil {
-		st.ident.set(h, id)
-		if rs.assertion != "" {
-			h[st.ident.assertion] = []string{rs.assertion}
-		}
+	set(h, plan)
+	if rs.assertion != "" {
+		h[st.ident.assertion] = []string{rs.assertion}
 	}
 	h["X-Request-Id"] = rs.requestIDv
 	g.tracing.inject(out.Context(), h)
