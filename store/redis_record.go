@@ -157,48 +157,28 @@ func rawFromMap(f map[string]string) rawRecord {
 // rec that could escape (a table of field pointers, json.Unmarshal into a
 // field): rec, a few hundred bytes, would move to the heap.
 func decodeRecord(f rawRecord) (rec record, err error) {
+	var d fieldDecoder
 	rec.s.Handle, rec.s.Subject, rec.s.ACR, rec.s.Mode = f.handle, f.subject, f.acr, f.mode
 	rec.idHash = f.idHash
-	if rec.s.AuthTime, err = msField(fAuthTime, f.authTime); err != nil {
-		return record{}, err
-	}
-	if rec.s.CreatedAt, err = msField(fCreated, f.created); err != nil {
-		return record{}, err
-	}
-	if rec.s.LastSeenAt, err = msField(fLastSeen, f.lastSeen); err != nil {
-		return record{}, err
-	}
-	if rec.s.ExpiresAt, err = msField(fExpires, f.expires); err != nil {
-		return record{}, err
-	}
-	if rec.idleUntil, err = msField(fIdleUntil, f.idleUntil); err != nil {
-		return record{}, err
-	}
-	if rec.s.UpdatedAt, err = msField(fUpdated, f.updated); err != nil {
-		return record{}, err
-	}
-	if f.generation != "" {
-		n, err := strconv.ParseInt(f.generation, 10, 64)
-		if err != nil {
-			return record{}, fmt.Errorf("store: corrupt session record: %s: %w", fGeneration, err)
-		}
-		rec.s.Generation = n
-	}
-	if rec.s.Roles, err = listField(fRoles, f.roles); err != nil {
-		return record{}, err
-	}
-	if rec.s.Scopes, err = listField(fScopes, f.scopes); err != nil {
-		return record{}, err
-	}
-	if rec.s.AMR, err = listField(fAMR, f.amr); err != nil {
-		return record{}, err
-	}
+	rec.s.AuthTime = d.ms(fAuthTime, f.authTime)
+	rec.s.CreatedAt = d.ms(fCreated, f.created)
+	rec.s.LastSeenAt = d.ms(fLastSeen, f.lastSeen)
+	rec.s.ExpiresAt = d.ms(fExpires, f.expires)
+	rec.idleUntil = d.ms(fIdleUntil, f.idleUntil)
+	rec.s.UpdatedAt = d.ms(fUpdated, f.updated)
+	rec.s.Generation = d.int(fGeneration, f.generation)
+	rec.s.Roles = d.list(fRoles, f.roles)
+	rec.s.Scopes = d.list(fScopes, f.scopes)
+	rec.s.AMR = d.list(fAMR, f.amr)
 	if f.attributes != "" {
 		var attrs map[string]string // not &rec.s.Attributes: rec would escape
 		if err := json.Unmarshal([]byte(f.attributes), &attrs); err != nil {
-			return record{}, fmt.Errorf("store: corrupt session record: %s: %w", fAttributes, err)
+			d.fail(fAttributes, err)
 		}
 		rec.s.Attributes = attrs
+	}
+	if d.err != nil {
+		return record{}, d.err
 	}
 	if rec.s.Handle == "" || rec.s.Subject == "" || rec.s.ExpiresAt.IsZero() || rec.idleUntil.IsZero() {
 		return record{}, fmt.Errorf("store: corrupt session record")
@@ -206,28 +186,46 @@ func decodeRecord(f rawRecord) (rec record, err error) {
 	return rec, nil
 }
 
-// msField decodes the unix milliseconds v of field name; "" is zero.
-func msField(name, v string) (time.Time, error) {
+// fieldDecoder decodes a record's fields one by one and keeps the first
+// error; "" decodes to the zero value.
+type fieldDecoder struct{ err error }
+
+func (d *fieldDecoder) fail(name string, err error) {
+	if d.err == nil {
+		d.err = fmt.Errorf("store: corrupt session record: %s: %w", name, err)
+	}
+}
+
+// int decodes a decimal integer.
+func (d *fieldDecoder) int(name, v string) int64 {
 	if v == "" {
-		return time.Time{}, nil
+		return 0
 	}
 	n, err := strconv.ParseInt(v, 10, 64)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("store: corrupt session record: %s: %w", name, err)
+		d.fail(name, err)
 	}
-	return fromMS(n), nil
+	return n
 }
 
-// listField decodes the JSON list of strings v of field name; "" is nil.
-func listField(name, v string) ([]string, error) {
+// ms decodes a time in unix milliseconds.
+func (d *fieldDecoder) ms(name, v string) time.Time {
+	if n := d.int(name, v); n != 0 {
+		return fromMS(n)
+	}
+	return time.Time{}
+}
+
+// list decodes a JSON list of strings.
+func (d *fieldDecoder) list(name, v string) []string {
 	if v == "" {
-		return nil, nil
+		return nil
 	}
 	l, err := decodeStrings(v)
 	if err != nil {
-		return nil, fmt.Errorf("store: corrupt session record: %s: %w", name, err)
+		d.fail(name, err)
 	}
-	return l, nil
+	return l
 }
 
 // decodeStrings decodes a JSON list of strings, as json.Marshal wrote it.

@@ -3,7 +3,9 @@ package store
 import (
 	"encoding/json"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 )
 
 var stringListSeeds = []string{
@@ -69,5 +71,58 @@ func TestSessionFieldsOrder(t *testing.T) {
 			t.Errorf("field %q read twice", f)
 		}
 		seen[f] = true
+	}
+}
+
+// TestDecodeRecord: a record decodes field by field, and a corrupt one is
+// an error that names the first bad field, never a half-decoded session.
+func TestDecodeRecord(t *testing.T) {
+	good := rawRecord{
+		handle: "h1", subject: "alice", roles: `["admin","user"]`, scopes: `["orders:read"]`, acr: "mfa",
+		amr: `["pwd","otp"]`, attributes: `{"tenant":"t1"}`, authTime: "1700000000000",
+		created: "1700000000000", lastSeen: "1700000060000", expires: "1700043200000",
+		idleUntil: "1700001800000", updated: "1700000030000", generation: "3", idHash: "x",
+	}
+	rec, err := decodeRecord(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := rec.s
+	if s.Handle != "h1" || s.Subject != "alice" || s.ACR != "mfa" || rec.idHash != "x" || s.Generation != 3 ||
+		!slices.Equal(s.Roles, []string{"admin", "user"}) || !slices.Equal(s.Scopes, []string{"orders:read"}) ||
+		!slices.Equal(s.AMR, []string{"pwd", "otp"}) || s.Attributes["tenant"] != "t1" ||
+		!s.AuthTime.Equal(time.UnixMilli(1700000000000)) || !s.LastSeenAt.Equal(time.UnixMilli(1700000060000)) ||
+		!s.ExpiresAt.Equal(time.UnixMilli(1700043200000)) || !rec.idleUntil.Equal(time.UnixMilli(1700001800000)) ||
+		!s.UpdatedAt.Equal(time.UnixMilli(1700000030000)) || !s.CreatedAt.Equal(time.UnixMilli(1700000000000)) {
+		t.Fatalf("decoded %+v (idle until %v)", rec.s, rec.idleUntil)
+	}
+	if rec, err := decodeRecord(rawRecord{handle: "h", subject: "s", expires: "2", idleUntil: "1"}); err != nil ||
+		rec.s.Roles != nil || rec.s.Attributes != nil || !rec.s.AuthTime.IsZero() || rec.s.Generation != 0 {
+		t.Fatalf("a record with only the required fields: %+v, %v", rec.s, err)
+	}
+	for _, c := range []struct {
+		name string
+		mod  func(*rawRecord)
+		want string // in the error
+	}{
+		{"bad time", func(r *rawRecord) { r.lastSeen = "soon" }, "corrupt session record: l:"},
+		{"bad generation", func(r *rawRecord) { r.generation = "3.5" }, "corrupt session record: g:"},
+		{"bad list", func(r *rawRecord) { r.scopes = `["a",` }, "corrupt session record: sc:"},
+		{"bad attributes", func(r *rawRecord) { r.attributes = `[1]` }, "corrupt session record: att:"},
+		{"first bad field named", func(r *rawRecord) { r.authTime, r.amr = "x", "y" }, "corrupt session record: at:"},
+		{"no handle", func(r *rawRecord) { r.handle = "" }, "corrupt session record"},
+		{"no subject", func(r *rawRecord) { r.subject = "" }, "corrupt session record"},
+		{"no expiry", func(r *rawRecord) { r.expires = "" }, "corrupt session record"},
+		{"no idle end", func(r *rawRecord) { r.idleUntil = "" }, "corrupt session record"},
+	} {
+		raw := good
+		c.mod(&raw)
+		rec, err := decodeRecord(raw)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: error %v, want one with %q", c.name, err, c.want)
+		}
+		if rec.s.Handle != "" || rec.s.Roles != nil {
+			t.Errorf("%s: a corrupt record decoded partly: %+v", c.name, rec.s)
+		}
 	}
 }
