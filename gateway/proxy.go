@@ -216,7 +216,9 @@ func (g *Gateway) setForwarded(pr *httputil.ProxyRequest, st *state, rs *request
 			host = fh
 		}
 	}
-	h["X-Forwarded-For"] = []string{client}
+	v := []string{client, host} // one allocation; capped so neither can grow into the other
+	h["X-Forwarded-For"] = v[0:1:1]
+	h["X-Forwarded-Host"] = v[1:2:2]
 	switch proto {
 	case "http":
 		h["X-Forwarded-Proto"] = protoHTTP
@@ -225,7 +227,6 @@ func (g *Gateway) setForwarded(pr *httputil.ProxyRequest, st *state, rs *request
 	default:
 		h["X-Forwarded-Proto"] = []string{proto}
 	}
-	h["X-Forwarded-Host"] = []string{host}
 }
 
 // Shared, read-only X-Forwarded-Proto values.
