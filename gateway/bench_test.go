@@ -348,7 +348,7 @@ func BenchmarkIdentityHeaders(b *testing.B) {
 			for b.Loop() {
 				plan := ih.plan(id)
 				h = ih.outgoing(in.Clone(), 4+len(plan))
-				set(h, plan)
+				setHeaders(h, plan)
 			}
 			if h.Get("X-Auth-Subject") != "alice" || h.Get("X-Auth-Acr") != "pwd" || h.Get("X-Auth-Roles") != "user,orders:read" {
 				b.Fatalf("identity headers not applied: %v", h)

@@ -143,9 +143,9 @@ func (ih *identityHeaders) plan(id *validator.Identity) []headerKV {
 	return kv
 }
 
-// set writes the identity headers of plan. The value slices are shared
+// setHeaders writes the identity headers of plan. The value slices are shared
 // with other requests: nothing downstream appends to them.
-func set(h http.Header, plan []headerKV) {
+func setHeaders(h http.Header, plan []headerKV) {
 	for _, e := range plan {
 		h[e.name] = e.value
 	}

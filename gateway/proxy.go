@@ -164,7 +164,7 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 		delete(h, "Authorization")
 	}
 	g.setForwarded(pr, st, rs)
-	set(h, plan)
+	setHeaders(h, plan)
 	if rs.assertion != "" {
 		h[st.ident.assertion] = []string{rs.assertion}
 	}
