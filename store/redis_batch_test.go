@@ -207,3 +207,36 @@ func TestRedisLoneReadUsesCallersContext(t *testing.T) {
 		t.Fatalf("SessionByID = %q, %v", s.Subject, err)
 	}
 }
+
+// On a cluster, a pipeline of session reads spans every master: go-redis
+// splits it by node, and each read still gets its own session's fields.
+func TestRedisClusterPipelinedReads(t *testing.T) {
+	t.Parallel()
+	cl := redistest.StartCluster(t, 3)
+	st := openRedis(t, RedisConfig{Addrs: cl.Addrs()}, RedisOptions{})
+	ctx := context.Background()
+
+	const n = 24 // spread over the three masters' slots
+	batch := make([]*batchedRead, n+1)
+	for i := range n {
+		id := mustCreate(t, st, NewSession{Subject: "user-" + strconv.Itoa(i), TTL: time.Hour}).Secret
+		h := secretHash(id)
+		batch[i] = &batchedRead{key: st.sessionKey(h[0], sessionHandle(h)), done: make(chan struct{}, 1)}
+	}
+	unknown, _ := newSecret(0)
+	h := secretHash(unknown)
+	batch[n] = &batchedRead{key: st.sessionKey(h[0], sessionHandle(h)), done: make(chan struct{}, 1)}
+
+	st.reads.run(ctx, batch)
+	for i, c := range batch[:n] {
+		if c.err != nil || len(c.res) != len(sessionFields) {
+			t.Fatalf("read %d: %d values, %v", i, len(c.res), c.err)
+		}
+		if got := rawFromValues(c.res).subject; got != "user-"+strconv.Itoa(i) {
+			t.Errorf("read %d got the session of %q", i, got)
+		}
+	}
+	if c := batch[n]; c.err != nil || slices.ContainsFunc(c.res, func(v string) bool { return v != "" }) {
+		t.Errorf("unknown session read %q, %v; want every field empty", c.res, c.err)
+	}
+}
