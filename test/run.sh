@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite (README's test command): formatting, vet, every test
+# The whole test suite (README's test command): formatting, vet,
+# staticcheck (pinned; fetched through the Go module proxy), every test
 # with the race detector (unit, store conformance on real Redis single,
 # Cluster and Sentinel, end-to-end, attack and fault tests against the real
 # binary), then a short run of every fuzz target.
@@ -17,6 +18,9 @@ if [ -n "$unformatted" ]; then echo "gofmt would change:"; echo "$unformatted"; 
 
 echo "== go vet"
 go vet ./...
+
+echo "== staticcheck"
+go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
 echo "== go test -race"
 go test -race -count=1 -timeout 30m ./...
