@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/portcullis/portcullis/gateway"
+	"github.com/portcullis/portcullis/internal/configwatch"
 	demopkg "github.com/portcullis/portcullis/internal/demo"
 	"github.com/portcullis/portcullis/internal/logging"
 	"github.com/portcullis/portcullis/mint"
@@ -30,7 +31,9 @@ var version = "dev"
 const usage = `portcullis: a reverse-proxy authentication gateway
 
 Usage:
-  portcullis serve   --config FILE     run the gateway (SIGHUP reloads, SIGTERM drains and stops)
+  portcullis serve   --config FILE [--watch]
+                                       run the gateway (SIGHUP, or with --watch a changed file,
+                                       reloads; SIGTERM drains and stops)
   portcullis check   --config FILE     validate a configuration and print its route table
   portcullis demo                      self-contained tour: echo upstream, generated key, curl commands
   portcullis token   --key PEM --sub S [flags]   mint a development JWT
@@ -96,11 +99,16 @@ func serve(args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := configFlag(fs)
+	watch := fs.Bool("watch", false, "reload when the configuration file's content changes, as SIGHUP does (polls; follows symlinks such as a Kubernetes ConfigMap's)")
+	watchEvery := fs.Duration("watch-interval", 2*time.Second, "how often --watch reads the configuration file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *path == "" {
 		return errors.New("serve: --config is required (or set PORTCULLIS_CONFIG)")
+	}
+	if *watchEvery <= 0 {
+		return fmt.Errorf("serve: --watch-interval %s: must be > 0", *watchEvery)
 	}
 	cfg, err := gateway.LoadConfig(*path)
 	if err != nil {
@@ -117,6 +125,17 @@ func serve(args []string, stderr io.Writer) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	if *watch {
+		watchCtx, stopWatch := context.WithCancel(ctx)
+		done := configwatch.Start(watchCtx, *path, *watchEvery, func() {
+			log.Info("configuration file changed; reloading", zap.String("config", *path))
+			select {
+			case hup <- syscall.SIGHUP: // a reload like SIGHUP's
+			default: // one is pending already: it will read the new file
+			}
+		})
+		defer func() { stopWatch(); <-done }()
+	}
 	return gateway.Run(ctx, *path, gateway.RunOptions{Logger: log, AccessLogger: access, Reload: hup})
 }
 

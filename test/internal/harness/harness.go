@@ -214,9 +214,15 @@ func Start(t testing.TB, dir, config string, extraEnv ...string) *Gateway {
 // StartFile runs `portcullis serve --config path`.
 func StartFile(t testing.TB, path string, extraEnv ...string) *Gateway {
 	t.Helper()
+	return StartServe(t, path, nil, extraEnv...)
+}
+
+// StartServe runs `portcullis serve --config path` with more serve flags.
+func StartServe(t testing.TB, path string, flags []string, extraEnv ...string) *Gateway {
+	t.Helper()
 	bin := Binary(t)
 	g := &Gateway{t: t, ConfigPath: path, logs: &syncBuffer{}, done: make(chan struct{})}
-	g.cmd = exec.Command(bin, "serve", "--config", path)
+	g.cmd = exec.Command(bin, append([]string{"serve", "--config", path}, flags...)...)
 	g.cmd.Env = append(os.Environ(), extraEnv...)
 	stderr, err := g.cmd.StderrPipe()
 	if err != nil {
