@@ -108,8 +108,10 @@ func TestAccessEncoderMatchesJSONEncoder(t *testing.T) {
 // encoder's state, so a cloned encoder writes through it and keeps them.
 func TestAccessEncoderWithContext(t *testing.T) {
 	var out, ref bytes.Buffer
-	l := zap.New(zapcore.NewCore(newAccessEncoder(), zapcore.AddSync(&out), zapcore.InfoLevel)).Named("access")
-	r := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(encoderConfig()), zapcore.AddSync(&ref), zapcore.InfoLevel)).Named("access")
+	// One fixed clock: the two loggers' lines must not differ by their time.
+	clock := zap.WithClock(fixedClock{time.Date(2026, 11, 23, 15, 4, 5, 999_000_000, time.UTC)})
+	l := zap.New(zapcore.NewCore(newAccessEncoder(), zapcore.AddSync(&out), zapcore.InfoLevel), clock).Named("access")
+	r := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(encoderConfig()), zapcore.AddSync(&ref), zapcore.InfoLevel), clock).Named("access")
 	for _, lg := range []*zap.Logger{l, r} {
 		lg.Info("request", zap.String("route", "a"))
 		lg.With(zap.String("node", "n1")).Info("request", zap.String("route", "b"))
@@ -121,6 +123,11 @@ func TestAccessEncoderWithContext(t *testing.T) {
 		t.Fatalf("the With field is missing:\n%s", out.String())
 	}
 }
+
+type fixedClock struct{ t time.Time }
+
+func (c fixedClock) Now() time.Time                         { return c.t }
+func (c fixedClock) NewTicker(d time.Duration) *time.Ticker { return time.NewTicker(d) }
 
 func FuzzAccessEncoder(f *testing.F) {
 	f.Add("0123456789abcdef", "/api/orders/1", "user-1", "request", int64(200), int64(1234567), int64(1700000000123456789))
