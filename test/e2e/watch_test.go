@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -45,17 +44,7 @@ func TestServeWatch(t *testing.T) {
 	if got := status("/b"); got != http.StatusNotFound {
 		t.Fatalf("GET /b before the change: %d, want 404", got)
 	}
-	rewrite := func(content string) {
-		t.Helper()
-		// As an editor saves: a new file renamed over the old one.
-		tmp := path + ".tmp"
-		if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(tmp, path); err != nil {
-			t.Fatal(err)
-		}
-	}
+	rewrite := func(content string) { h.ReplaceFile(t, path, content) }
 
 	rewrite(config("a", "b"))
 	h.Eventually(t, 20*time.Second, "route /b after the file changed", func() bool { return status("/b") == http.StatusOK })

@@ -272,19 +272,6 @@ func procStatusKB(t *testing.T, pid int, field string) int64 {
 	return 0
 }
 
-// writeConfig replaces the file at path atomically (a reload never reads
-// half a file).
-func writeConfig(t *testing.T, path, content string) {
-	t.Helper()
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // waitExit waits for the gateway process to exit and returns how long
 // that took; the test fails after within.
 func waitExit(t *testing.T, gw *h.Gateway, within time.Duration) time.Duration {

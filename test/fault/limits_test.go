@@ -323,7 +323,7 @@ func TestRouteCapSurvivesReload(t *testing.T) {
 	}
 
 	// An unrelated change: one more route.
-	writeConfig(t, gw.ConfigPath, h.Config(t, limitsConfig, vars)+
+	h.ReplaceFile(t, gw.ConfigPath, h.Config(t, limitsConfig, vars)+
 		"  - name: extra\n    path: /extra\n    upstream: \""+up+"\"\n    auth: none\n")
 	gw.Signal(syscall.SIGHUP)
 	h.Eventually(t, 10*time.Second, "the reload", func() bool { return strings.Contains(gw.Logs(), `"configuration reloaded"`) })

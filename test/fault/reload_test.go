@@ -143,7 +143,7 @@ func TestHotReloadUnderLoad(t *testing.T) {
 	reloaded := func() int { return strings.Count(gw.Logs(), `"configuration reloaded"`) }
 	for i := 1; i <= reloads; i++ {
 		b := i%2 == 1
-		writeConfig(t, gw.ConfigPath, render(b))
+		h.ReplaceFile(t, gw.ConfigPath, render(b))
 		gw.Signal(syscall.SIGHUP)
 		h.Eventually(t, 10*time.Second, fmt.Sprintf("reload %d", i), func() bool { return reloaded() >= i })
 		want := map[string]int{"/toggle": 200, "/steady rotated key": 401, "/policy": 403}
@@ -178,7 +178,7 @@ func TestHotReloadUnderLoad(t *testing.T) {
 	}
 
 	t.Run("an invalid configuration is logged and the running one stays", func(t *testing.T) {
-		writeConfig(t, gw.ConfigPath, invalidReload)
+		h.ReplaceFile(t, gw.ConfigPath, invalidReload)
 		gw.Signal(syscall.SIGHUP)
 		h.Eventually(t, 10*time.Second, "the failed reload to be logged", func() bool {
 			return strings.Contains(gw.Logs(), "configuration reload failed")

@@ -202,6 +202,19 @@ func WriteFile(t testing.TB, dir, name, content string) string {
 	return p
 }
 
+// ReplaceFile replaces the file at path atomically, as an editor saves: a
+// new file renamed over it, so a reader never sees half of it.
+func ReplaceFile(t testing.TB, path, content string) {
+	t.Helper()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // Start writes the configuration to dir and runs `portcullis serve` on it;
 // it returns once both listeners accept and /healthz answers. extraEnv are
 // KEY=VALUE pairs. The process is stopped (SIGTERM) at cleanup.
