@@ -90,18 +90,9 @@ func (ps *procs) start(name string, cpu int, env []string, argv ...string) (*pro
 	cmd.Env = append(os.Environ(), env...)
 	cmd.SysProcAttr = childAttr()
 	p := &proc{name: name, cpu: cpu, cmd: cmd, log: logPath, done: make(chan struct{})}
-	reply := make(chan error, 1)
-	ps.spawn <- spawnReq{cmd: cmd, cpu: cpu, reply: reply}
-	if err := <-reply; err != nil {
-		return nil, fmt.Errorf("starting %s: %w", name, err)
+	if err := ps.launch(p, cpu); err != nil {
+		return nil, err
 	}
-	ps.mu.Lock()
-	ps.list = append(ps.list, p)
-	ps.mu.Unlock()
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
 	if cpu >= 0 {
 		if got := cpusAllowed(cmd.Process.Pid); got != "" && got != fmt.Sprint(cpu) {
 			return p, fmt.Errorf("%s: pinned to CPU %d but Cpus_allowed_list is %q", name, cpu, got)
@@ -117,19 +108,10 @@ func (ps *procs) run(ctx context.Context, name string, cpu int, argv ...string) 
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	cmd.SysProcAttr = childAttr()
-	reply := make(chan error, 1)
-	ps.spawn <- spawnReq{cmd: cmd, cpu: cpu, reply: reply}
-	if err := <-reply; err != nil {
-		return nil, fmt.Errorf("starting %s: %w", name, err)
-	}
 	p := &proc{name: name, cmd: cmd, done: make(chan struct{})}
-	ps.mu.Lock()
-	ps.list = append(ps.list, p)
-	ps.mu.Unlock()
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
+	if err := ps.launch(p, cpu); err != nil {
+		return nil, err
+	}
 	select {
 	case <-p.done:
 	case <-ctx.Done():
@@ -140,6 +122,24 @@ func (ps *procs) run(ctx context.Context, name string, cpu int, argv ...string) 
 		return out.Bytes(), fmt.Errorf("%s: %v: %s", name, p.err, strings.TrimSpace(errb.String()))
 	}
 	return out.Bytes(), nil
+}
+
+// launch starts p.cmd pinned to cpu (through the spawning thread),
+// registers p for cleanup and closes p.done when it exits.
+func (ps *procs) launch(p *proc, cpu int) error {
+	reply := make(chan error, 1)
+	ps.spawn <- spawnReq{cmd: p.cmd, cpu: cpu, reply: reply}
+	if err := <-reply; err != nil {
+		return fmt.Errorf("starting %s: %w", p.name, err)
+	}
+	ps.mu.Lock()
+	ps.list = append(ps.list, p)
+	ps.mu.Unlock()
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.done)
+	}()
+	return nil
 }
 
 // exited reports whether the process has ended.
