@@ -157,6 +157,12 @@ func (g *Gateway) serveToken(w http.ResponseWriter, r *http.Request, rs *request
 			return storeDown(err)
 		}
 		return oauthError("invalid_grant", "the refresh token is not valid", err)
+	case errors.Is(err, store.ErrReplayLimit):
+		g.log.Warn("refresh token replayed too often within its grace: refused, family kept",
+			zap.String("request_id", rs.requestID), zap.String("subject", rot.Session.Subject),
+			zap.String("handle", rot.Session.Handle), zap.String("client", rs.client.String()),
+			zap.Int("limit", store.MaxGenerationTokens))
+		return oauthError("invalid_grant", "the refresh token is not valid", err)
 	case errors.Is(err, store.ErrNotFound):
 		return oauthError("invalid_grant", "the refresh token is not valid", err)
 	case err != nil:
@@ -172,9 +178,7 @@ func (g *Gateway) serveToken(w http.ResponseWriter, r *http.Request, rs *request
 		return fmt.Errorf("gateway: minting access token: %w", err)
 	}
 	g.metrics.TokensIssued.WithLabelValues("access").Inc()
-	if !rot.Replayed {
-		g.metrics.TokensIssued.WithLabelValues("refresh").Inc()
-	}
+	g.metrics.TokensIssued.WithLabelValues("refresh").Inc() // a replay gets a fresh one too
 	resp := tokenResponse{AccessToken: access, TokenType: "Bearer", ExpiresIn: int64(cfg.AccessTTL / time.Second)}
 	if fromCookie {
 		http.SetCookie(w, refreshCookie(cfg.RefreshCookie, rot.Token))
@@ -259,9 +263,12 @@ func (g *Gateway) serveTokenRevoke(w http.ResponseWriter, r *http.Request, rs *r
 func (g *Gateway) familyOf(ctx context.Context, token string) (store.Session, error) {
 	st := g.state.Load()
 	rot, err := g.store.Rotate(ctx, token, g.now(), store.RotateOptions{Grace: st.cfg.Tokens.ReuseGrace, Idle: st.cfg.Tokens.RefreshIdle})
-	if errors.Is(err, store.ErrReused) {
+	switch {
+	case errors.Is(err, store.ErrReused):
 		g.metrics.RefreshReuse.Inc()
 		return rot.Session, g.endSession(ctx, rot.Session)
+	case errors.Is(err, store.ErrReplayLimit):
+		return rot.Session, nil // a live token of the family all the same
 	}
 	return rot.Session, err
 }

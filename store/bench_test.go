@@ -73,7 +73,7 @@ func BenchmarkRedisRotate(b *testing.B) {
 }
 
 // benchRotate rotates one family's token chain; each rotation includes
-// drawing the next token (~256 SHA-256) and sealing it.
+// drawing the next token (~256 SHA-256).
 func benchRotate(b *testing.B, st Store) {
 	ctx := context.Background()
 	fam := mustCreate(b, st, NewSession{Subject: "alice", TTL: time.Hour, Mode: ModeTokens})

@@ -502,35 +502,52 @@ func runConformance(t *testing.T, open opener) {
 		checkSecret(t, r1.Token)
 		t2 := r1.Token
 
-		// Replaced less than Grace ago: the same successor, no new rotation.
+		// Replaced less than Grace ago: a fresh token each time, joining the
+		// current generation; no new rotation.
+		seen := map[string]bool{t1: true, t2: true}
+		var branches []string
 		for _, d := range []time.Duration{0, time.Second, o.Grace - time.Millisecond} {
 			r, err := st.Rotate(ctx, t1, now.Add(d), o)
-			if err != nil || !r.Replayed || r.Token != t2 || r.Session.Generation != 2 {
-				t.Fatalf("replay %s after the rotation = %+v, %v; want %s again", d, r, err, t2)
+			if err != nil || !r.Replayed || seen[r.Token] || r.Session.Generation != 2 {
+				t.Fatalf("replay %s after the rotation = %+v, %v; want a fresh token of generation 2", d, r, err)
 			}
+			checkSecret(t, r.Token)
+			seen[r.Token] = true
+			branches = append(branches, r.Token)
 		}
 		if s, _ := st.SessionByHandle(ctx, fam.Session.Handle); s.Generation != 2 {
 			t.Fatalf("generation after replays = %d, want 2", s.Generation)
 		}
 
-		// The successor is the current token.
+		// A token a replay issued is current: it rotates. That ends the
+		// generation: the rotation's own token and the other replays' are
+		// replaced now, so within the grace they too get fresh tokens, of
+		// generation 3.
 		now = clk.Advance(time.Minute)
-		r2, err := st.Rotate(ctx, t2, now, o)
-		if err != nil || r2.Replayed || r2.Session.Generation != 3 || r2.Token == t2 || r2.Token == t1 {
-			t.Fatalf("second rotation = %+v, %v", r2, err)
+		r2, err := st.Rotate(ctx, branches[1], now, o)
+		if err != nil || r2.Replayed || r2.Session.Generation != 3 || seen[r2.Token] {
+			t.Fatalf("second rotation, of a replay's token = %+v, %v", r2, err)
 		}
 		t3 := r2.Token
+		for _, tok := range []string{t2, branches[0], branches[1]} {
+			r, err := st.Rotate(ctx, tok, now.Add(o.Grace-time.Millisecond), o)
+			if err != nil || !r.Replayed || r.Session.Generation != 3 || r.Token == t3 {
+				t.Fatalf("replay of a generation-2 token within the grace = %+v, %v", r, err)
+			}
+		}
 
-		// t1, replaced two minutes ago, is a reuse: the family dies.
-		r, err := st.Rotate(ctx, t1, now, o)
+		// branches[2], replaced at the second rotation, is a reuse once the
+		// grace has passed: the family dies.
+		now = clk.Advance(o.Grace)
+		r, err := st.Rotate(ctx, branches[2], now, o)
 		if !errors.Is(err, ErrReused) || r.Session.Handle != fam.Session.Handle || r.Session.Subject != "alice" || r.Token != "" {
 			t.Fatalf("reuse = %+v, %v; want ErrReused with the family", r, err)
 		}
 		_, err = st.SessionByHandle(ctx, fam.Session.Handle)
 		wantNotFound(t, "family after reuse", err)
-		for i, tok := range []string{t1, t2, t3} {
+		for i, tok := range append([]string{t1, t2, t3}, branches...) {
 			_, err := st.Rotate(ctx, tok, now, o)
-			wantNotFound(t, fmt.Sprintf("t%d after reuse", i+1), err)
+			wantNotFound(t, fmt.Sprintf("token %d after reuse", i+1), err)
 		}
 		if l, _ := st.ListSessions(ctx, "alice"); len(l) != 0 {
 			t.Fatalf("ListSessions after reuse = %v", handles(l))
@@ -641,6 +658,7 @@ func runConformance(t *testing.T, open opener) {
 		close(start)
 		wg.Wait()
 		fresh := 0
+		tokens := map[string]bool{}
 		for i := range n {
 			if errs[i] != nil {
 				t.Fatalf("rotation %d: %v", i, errs[i])
@@ -648,10 +666,11 @@ func runConformance(t *testing.T, open opener) {
 			if !results[i].Replayed {
 				fresh++
 			}
-			if results[i].Token != results[0].Token || results[i].Session.Generation != 2 {
-				t.Fatalf("rotation %d got token #%d generation %d; all must converge on one successor",
-					i, slices.IndexFunc(results, func(r Rotated) bool { return r.Token == results[i].Token }), results[i].Session.Generation)
+			if tokens[results[i].Token] || results[i].Session.Generation != 2 {
+				t.Fatalf("rotation %d: generation %d, token seen before: %v; want a fresh token of generation 2 each",
+					i, results[i].Session.Generation, tokens[results[i].Token])
 			}
+			tokens[results[i].Token] = true
 		}
 		if fresh != 1 {
 			t.Fatalf("%d rotations were fresh, want exactly 1", fresh)
@@ -659,9 +678,47 @@ func runConformance(t *testing.T, open opener) {
 		if s, _ := st.SessionByHandle(ctx, fam.Session.Handle); s.Generation != 2 {
 			t.Fatalf("generation = %d, want 2", s.Generation)
 		}
-		r, err := st.Rotate(ctx, results[0].Token, now, o)
+		// Any of them rotates, once: generation 3 retires all the others.
+		r, err := st.Rotate(ctx, results[n-1].Token, now, o)
 		if err != nil || r.Replayed || r.Session.Generation != 3 {
-			t.Fatalf("rotating the converged successor = %+v, %v", r, err)
+			t.Fatalf("rotating one of the tokens = %+v, %v", r, err)
+		}
+		r, err = st.Rotate(ctx, results[0].Token, now.Add(o.Grace), o)
+		if !errors.Is(err, ErrReused) {
+			t.Fatalf("another generation-2 token after the grace = %+v, %v; want ErrReused", r, err)
+		}
+	})
+
+	t.Run("RotateReplayLimit", func(t *testing.T) {
+		st, clk := setup(t)
+		fam := mustCreate(t, st, NewSession{Subject: "alice", TTL: time.Hour, Mode: ModeTokens})
+		o := RotateOptions{Grace: 10 * time.Second, Idle: time.Hour}
+		now := clk.Now()
+		r, err := st.Rotate(ctx, fam.Secret, now, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The rotation's token and MaxGenerationTokens-1 replays fill the
+		// generation; one more replay is refused and changes nothing.
+		for i := range MaxGenerationTokens - 1 {
+			if _, err := st.Rotate(ctx, fam.Secret, now, o); err != nil {
+				t.Fatalf("replay %d: %v", i+1, err)
+			}
+		}
+		full, err := st.Rotate(ctx, fam.Secret, now, o)
+		if !errors.Is(err, ErrReplayLimit) || full.Token != "" || full.Session.Handle != fam.Session.Handle {
+			t.Fatalf("replay %d = %+v, %v; want ErrReplayLimit with the family", MaxGenerationTokens, full, err)
+		}
+		if s, err := st.SessionByHandle(ctx, fam.Session.Handle); err != nil || s.Generation != 2 {
+			t.Fatalf("the family after the refused replay: %+v, %v", s, err)
+		}
+		// The generation's tokens still rotate, and a rotation empties it.
+		r, err = st.Rotate(ctx, r.Token, now, o)
+		if err != nil || r.Replayed || r.Session.Generation != 3 {
+			t.Fatalf("rotation after the refused replay = %+v, %v", r, err)
+		}
+		if r, err := st.Rotate(ctx, fam.Secret, now, o); err != nil || !r.Replayed || r.Session.Generation != 3 {
+			t.Fatalf("a replay once the generation moved on = %+v, %v; want a token of generation 3", r, err)
 		}
 	})
 

@@ -47,7 +47,9 @@ type memSession struct {
 	seq       uint64
 	idHash    [32]byte  // SHA-256 of the session ID (opaque sessions)
 	idleUntil time.Time // min(ExpiresAt, last use + idle)
-	current   [32]byte  // SHA-256 of the current refresh token (families)
+	// current are the SHA-256 of the family's current refresh tokens: the
+	// one its last rotation issued and any issued to replays since.
+	current [][32]byte
 	// pointers are the family's refresh-token pointers, oldest first.
 	pointers [][32]byte
 }
@@ -55,8 +57,7 @@ type memSession struct {
 // memPointer leads from a refresh token to its family.
 type memPointer struct {
 	handle   string
-	replaced time.Time // zero while the token is the current one
-	sealed   []byte    // the successor, sealed under the token
+	replaced time.Time // zero while the token is current
 	until    time.Time // when the pointer is dropped
 }
 
@@ -209,7 +210,7 @@ func (m *Memory) CreateSession(ctx context.Context, n NewSession) (Created, erro
 	secret, h := newSecret(g)
 	ms := &memSession{}
 	if n.Mode == ModeTokens {
-		ms.current = h
+		ms.current = [][32]byte{h}
 	} else {
 		ms.idHash = h
 	}
@@ -244,8 +245,7 @@ func (m *Memory) CreateSession(ctx context.Context, n NewSession) (Created, erro
 	}
 	m.subjects[n.Subject][ms.s.Handle] = struct{}{}
 	if n.Mode == ModeTokens {
-		m.pointers[h] = &memPointer{handle: ms.s.Handle, until: ms.idleUntil}
-		ms.pointers = append(ms.pointers, h)
+		m.addPointerLocked(ms, h)
 	}
 	return Created{Session: ms.s.clone(), Secret: secret, Evicted: evicted}, nil
 }
@@ -367,12 +367,16 @@ func (m *Memory) DeleteSubjectSessions(ctx context.Context, subject string) ([]S
 	return out, nil
 }
 
-// Rotate exchanges a family's refresh token for the next one, atomically:
-//   - the family's current token: a new token becomes current (Generation+1,
-//     LastSeenAt now) and the family lives until min(ExpiresAt, now+o.Idle);
-//   - a token replaced less than o.Grace ago: the successor it was replaced
-//     by, again (Replayed), so parallel tabs and retries converge on one
-//     current token; the successor is kept sealed under the replaced token;
+// Rotate exchanges a family's refresh token for a new one, atomically. The
+// family's current generation is the token its last rotation issued plus
+// any issued to replays since; each is "current" until the next rotation.
+//   - a current token: a new token becomes the only current one
+//     (Generation+1, LastSeenAt now), every token of the generation it ends
+//     is replaced now, and the family lives until min(ExpiresAt, now+o.Idle);
+//   - a token replaced less than o.Grace ago (parallel tabs, a retry after a
+//     lost answer): a new token joins the current generation (Replayed), so
+//     the caller gets a fresh pair and the next rotation still ends every
+//     branch; ErrReplayLimit once the generation holds MaxGenerationTokens;
 //   - a token replaced o.Grace ago or earlier: a reuse; the whole family is
 //     deleted and ErrReused returned with it in Rotated.Session;
 //   - anything else (unknown token, family deleted or ended): ErrNotFound.
@@ -383,12 +387,7 @@ func (m *Memory) Rotate(ctx context.Context, refreshToken string, now time.Time,
 		return Rotated{}, fmt.Errorf("store: rotate: %w", err)
 	}
 	h := secretHash(refreshToken)
-	name := tokenName(h)
 	next, nextHash := newSecret(h[0])
-	sealed, err := seal(refreshToken, next, name)
-	if err != nil {
-		return Rotated{}, err
-	}
 
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -405,29 +404,34 @@ func (m *Memory) Rotate(ctx context.Context, refreshToken string, now time.Time,
 		return Rotated{}, ErrNotFound
 	}
 	if !p.replaced.IsZero() {
-		if now.Sub(p.replaced) < o.Grace {
-			succ, err := unseal(refreshToken, p.sealed, name)
-			if err != nil {
-				return Rotated{}, err
-			}
-			return Rotated{Session: ms.s.clone(), Token: succ, Replayed: true}, nil
+		if now.Sub(p.replaced) >= o.Grace {
+			m.deleteLocked(p.handle)
+			return Rotated{Session: ms.s.clone()}, ErrReused
 		}
-		m.deleteLocked(p.handle)
-		return Rotated{Session: ms.s.clone()}, ErrReused
+		if len(ms.current) >= MaxGenerationTokens {
+			return Rotated{Session: ms.s.clone()}, ErrReplayLimit
+		}
+		ms.current = append(ms.current, nextHash)
+		m.addPointerLocked(ms, nextHash)
+		return Rotated{Session: ms.s.clone(), Token: next, Replayed: true}, nil
 	}
-	if ms.current != h {
+	if !slices.Contains(ms.current, h) {
 		return Rotated{}, ErrNotFound
 	}
 
 	ms.s.Generation++
 	ms.s.LastSeenAt = now
 	ms.idleUntil = idleUntil(ms.s.ExpiresAt, now, o.Idle)
-	ms.current = nextHash
-	p.replaced = now
-	p.sealed = sealed
-	p.until = ms.idleUntil
-	m.pointers[nextHash] = &memPointer{handle: ms.s.Handle, until: ms.idleUntil}
-	ms.pointers = append(ms.pointers, nextHash)
+	// The generation's pointers stay as long as the family could still be
+	// used through them, so that their reuse is detected.
+	for _, c := range ms.current {
+		if cp := m.pointers[c]; cp != nil {
+			cp.replaced = now
+			cp.until = ms.idleUntil
+		}
+	}
+	ms.current = append(ms.current[:0], nextHash)
+	m.addPointerLocked(ms, nextHash)
 	// Drop the oldest pointers once expired (the sweep gets any other).
 	for len(ms.pointers) > 0 {
 		pp := m.pointers[ms.pointers[0]]
@@ -438,6 +442,13 @@ func (m *Memory) Rotate(ctx context.Context, refreshToken string, now time.Time,
 		ms.pointers = ms.pointers[1:]
 	}
 	return Rotated{Session: ms.s.clone(), Token: next}, nil
+}
+
+// addPointerLocked leads refresh token h to family ms, for as long as the
+// family may be used.
+func (m *Memory) addPointerLocked(ms *memSession, h [32]byte) {
+	m.pointers[h] = &memPointer{handle: ms.s.Handle, until: ms.idleUntil}
+	ms.pointers = append(ms.pointers, h)
 }
 
 // AddRevocation stores r until r.ExpiresAt (a later expiry of the same key

@@ -30,8 +30,8 @@ import (
 //	P{gXX}u:<sha(sub)>    zset   the subject's index: handle -> created_at ms;
 //	                              TTL = the latest ExpiresAt of its sessions
 //	P{gXX}r:<sha(token)>  hash   a refresh-token pointer: family handle, and
-//	                              once replaced, replaced_at and the sealed
-//	                              successor; TTL = see Rotate
+//	                              once replaced, replaced_at and the name of
+//	                              the token that replaced it; TTL = see Rotate
 //	P{gXX}p:<handle>      zset   a family's pointers: sha(token) -> pointer
 //	                              expiry ms, to delete them with the family
 //
@@ -47,10 +47,8 @@ import (
 //   - any handle's first byte is its group.
 //
 // Secrets never reach Redis: keys and values hold only SHA-256 of session
-// IDs and refresh tokens, and the successor of a replaced refresh token,
-// kept so that a replay within the grace gets the same answer, is sealed
-// with AES-256-GCM under a key derived (HKDF-SHA256) from the replaced token,
-// which only its holder has.
+// IDs and refresh tokens. A family record's current-token field lists the
+// names of every current token of its generation (see Rotate).
 //
 // The denylist lives under one tag, "{rev}":
 //

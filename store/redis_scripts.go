@@ -162,21 +162,23 @@ redis.call('DEL', KEYS[1])
 return out
 `)
 
-// rotateScript is the refresh-token state machine, in one step.
+// rotateScript is the refresh-token state machine (Memory.Rotate), in one
+// step. The family's field t lists the names of its current generation's
+// tokens, comma-separated (names are base64url).
 //
 // KEYS[1] pointer of the presented token. ARGV[1] tag, ARGV[2] sha(new
-// token), ARGV[3] new token sealed under the presented one, ARGV[4] now,
-// ARGV[5] grace, ARGV[6] idle (0: none), ARGV[7] sha(presented token).
-// Returns {status, sealed successor, family record} with status one of
-// "rotated" (the record after rotation), "replayed" (within the grace; the
-// successor is the one stored when the token was replaced), "reused" (the
-// family, now deleted) or "absent". ARGV[2] is fresh for every call, so a
-// replaced pointer whose successor is ARGV[2] means that the client is
-// retrying this very call after the rotation happened: it gets "rotated".
+// token), ARGV[3] now, ARGV[4] grace, ARGV[5] idle (0: none), ARGV[6]
+// sha(presented token), ARGV[7] MaxGenerationTokens. Returns {status,
+// family record} with status one of "rotated" (the record after rotation),
+// "replayed" (the new token joined the current generation), "full" (the
+// generation is full; nothing changed), "reused" (the family, now deleted)
+// or "absent". ARGV[2] is fresh for every call, so a pointer already made
+// for it means that the client is retrying this very call after it ran
+// (a go-redis retry after a lost answer): the same status again, no change.
 var rotateScript = redis.NewScript(luaPrelude + `
 local tag = ARGV[1]
-local now, grace, idle = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local ptr = redis.call('HMGET', KEYS[1], 'h', 'ra', 'sc', 'sn')
+local now, grace, idle, maxlive = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[7])
+local ptr = redis.call('HMGET', KEYS[1], 'h', 'ra', 'sn')
 local handle = ptr[1]
 if not handle then return {'absent'} end
 local sk = tag .. 's:' .. handle
@@ -187,31 +189,53 @@ if #rec == 0 then
 end
 local f = tomap(rec)
 if f['m'] ~= 'tokens' or not live(f, now) then return {'absent'} end
-if ptr[2] then
-  if ptr[4] == ARGV[2] then return {'rotated', '', rec} end
-  if now - tonumber(ptr[2]) < grace then return {'replayed', ptr[3], rec} end
-  delete_session(tag, handle)
-  return {'reused', '', rec}
+local cur = ',' .. f['t'] .. ','
+local pk = tag .. 'p:' .. handle
+local nk = tag .. 'r:' .. ARGV[2]
+if ptr[3] == ARGV[2] then return {'rotated', rec} end
+if redis.call('EXISTS', nk) == 1 then return {'replayed', rec} end
+
+-- add_pointer leads token name to the family until x (ms).
+local function add_pointer(name, x)
+  local k = tag .. 'r:' .. name
+  redis.call('HSET', k, 'h', handle)
+  redis.call('PEXPIRE', k, fmt(x - now))
+  redis.call('ZADD', pk, fmt(x), name)
 end
-if f['t'] ~= ARGV[7] then return {'absent'} end
+
+if ptr[2] then
+  if now - tonumber(ptr[2]) >= grace then
+    delete_session(tag, handle)
+    return {'reused', rec}
+  end
+  local _, commas = string.gsub(f['t'], ',', '')
+  if commas + 1 >= maxlive then return {'full', rec} end
+  redis.call('HSET', sk, 't', f['t'] .. ',' .. ARGV[2])
+  add_pointer(ARGV[2], tonumber(f['x']))
+  return {'replayed', redis.call('HGETALL', sk)}
+end
+if not string.find(cur, ',' .. ARGV[6] .. ',', 1, true) then return {'absent'} end
 
 local e = tonumber(f['e'])
 local x = e
 if idle > 0 and now + idle < e then x = now + idle end
-local pk = tag .. 'p:' .. handle
-redis.call('HSET', sk, 't', ARGV[2], 'g', fmt(tonumber(f['g']) + 1), 'l', ARGV[4], 'x', fmt(x))
+redis.call('HSET', sk, 't', ARGV[2], 'g', fmt(tonumber(f['g']) + 1), 'l', ARGV[3], 'x', fmt(x))
 redis.call('PEXPIRE', sk, fmt(x - now))
--- The replaced token's pointer stays as long as the family could still be
--- used through it, so that its reuse is detected; the new one is current.
-redis.call('HSET', KEYS[1], 'ra', ARGV[4], 'sc', ARGV[3], 'sn', ARGV[2])
-redis.call('PEXPIRE', KEYS[1], fmt(x - now))
-local nk = tag .. 'r:' .. ARGV[2]
-redis.call('HSET', nk, 'h', handle)
-redis.call('PEXPIRE', nk, fmt(x - now))
-redis.call('ZADD', pk, fmt(x), ARGV[7], fmt(x), ARGV[2])
-redis.call('ZREMRANGEBYSCORE', pk, '-inf', ARGV[4])
+-- Every token of the generation is replaced now; its pointer stays as long
+-- as the family could still be used through it, so that its reuse is
+-- detected.
+for name in string.gmatch(f['t'], '[^,]+') do
+  local k = tag .. 'r:' .. name
+  if redis.call('EXISTS', k) == 1 then
+    redis.call('HSET', k, 'ra', ARGV[3], 'sn', ARGV[2])
+    redis.call('PEXPIRE', k, fmt(x - now))
+    redis.call('ZADD', pk, fmt(x), name)
+  end
+end
+add_pointer(ARGV[2], x)
+redis.call('ZREMRANGEBYSCORE', pk, '-inf', ARGV[3])
 redis.call('PEXPIRE', pk, fmt(e - now))
-return {'rotated', '', redis.call('HGETALL', sk)}
+return {'rotated', redis.call('HGETALL', sk)}
 `)
 
 // revokeScript stores a revocation (a later expiry wins) and publishes it.

@@ -232,31 +232,27 @@ func (r *Redis) subjectScript(ctx context.Context, op string, run scriptRunner, 
 	return out, nil
 }
 
-// Rotate exchanges a family's refresh token for the next one in one script
+// Rotate exchanges a family's refresh token for a new one in one script
 // (one round trip), by the rules of Memory.Rotate. Racing callers presenting
 // the same token get one rotation: the first script rotates, the others
-// find the token replaced and get the same successor while in the grace.
+// find the token replaced and, within the grace, join the new generation.
 func (r *Redis) Rotate(ctx context.Context, refreshToken string, now time.Time, o RotateOptions) (Rotated, error) {
 	h := secretHash(refreshToken)
 	name := tokenName(h)
 	next, nextHash := newSecret(h[0])
-	sealed, err := seal(refreshToken, next, name)
-	if err != nil {
-		return Rotated{}, err
-	}
 	ctx, cancel := r.ctx(ctx)
 	defer cancel()
 	res, err := rotateScript.Run(ctx, r.client, []string{r.pointerKey(h[0], name)},
-		r.tag(h[0]), tokenName(nextHash), sealed, msArg(ms(now)),
-		msArg(max(o.Grace.Milliseconds(), 0)), msArg(max(o.Idle.Milliseconds(), 0)), name).Slice()
+		r.tag(h[0]), tokenName(nextHash), msArg(ms(now)),
+		msArg(max(o.Grace.Milliseconds(), 0)), msArg(max(o.Idle.Milliseconds(), 0)), name, MaxGenerationTokens).Slice()
 	if err != nil {
 		return Rotated{}, r.fail("rotate", err)
 	}
 	status, _ := res[0].(string)
-	if status == "absent" || len(res) != 3 {
+	if status == "absent" || len(res) != 2 {
 		return Rotated{}, ErrNotFound
 	}
-	rec, err := r.decodeFlat(res[2])
+	rec, err := r.decodeFlat(res[1])
 	if err != nil {
 		return Rotated{}, err
 	}
@@ -264,13 +260,9 @@ func (r *Redis) Rotate(ctx context.Context, refreshToken string, now time.Time, 
 	case "rotated":
 		return Rotated{Session: rec.s, Token: next}, nil
 	case "replayed":
-		s, _ := res[1].(string)
-		succ, err := unseal(refreshToken, []byte(s), name)
-		if err != nil {
-			r.countError()
-			return Rotated{}, err
-		}
-		return Rotated{Session: rec.s, Token: succ, Replayed: true}, nil
+		return Rotated{Session: rec.s, Token: next, Replayed: true}, nil
+	case "full":
+		return Rotated{Session: rec.s}, ErrReplayLimit
 	case "reused":
 		return Rotated{Session: rec.s}, ErrReused
 	}

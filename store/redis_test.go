@@ -150,10 +150,10 @@ func TestRedisNoSecretsStored(t *testing.T) {
 				t.Fatal(err)
 			}
 			replay, err := st.Rotate(ctx, tok, time.Now(), RotateOptions{Grace: time.Minute, Idle: time.Hour})
-			if err != nil || replay.Token != r.Token {
+			if err != nil || !replay.Replayed || replay.Token == r.Token {
 				t.Fatalf("replay: %+v, %v", replay, err)
 			}
-			secrets = append(secrets, r.Token)
+			secrets = append(secrets, r.Token, replay.Token)
 			tok = r.Token
 		}
 	}
@@ -189,9 +189,10 @@ func TestRedisNoSecretsStored(t *testing.T) {
 		}
 		cursor = next
 	}
-	// 5 subjects: 2 records, an index, 4 pointers and a pointer set each;
-	// plus the revocation entry, index and ID lookup.
-	if want := 5*(2+1+4+1) + 3; nkeys != want {
+	// 5 subjects: 2 records, an index, 7 pointers (the first token, 3
+	// rotations, 3 replays) and a pointer set each; plus the revocation
+	// entry, index and ID lookup.
+	if want := 5*(2+1+7+1) + 3; nkeys != want {
 		t.Fatalf("%d keys, want %d", nkeys, want)
 	}
 }
@@ -664,8 +665,8 @@ func (twiceHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Proce
 	return next
 }
 
-// TestRedisScriptsAreRetrySafe checks that creation and rotation, run
-// again after they succeeded (go-redis retries a command whose reply was
+// TestRedisScriptsAreRetrySafe checks that creation, rotation and a replay,
+// run again after they succeeded (go-redis retries a command whose reply was
 // lost), give the answer of the first run instead of an error or a reuse.
 func TestRedisScriptsAreRetrySafe(t *testing.T) {
 	t.Parallel()
@@ -685,5 +686,18 @@ func TestRedisScriptsAreRetrySafe(t *testing.T) {
 	r2, err := st.Rotate(ctx, r.Token, time.Now(), RotateOptions{})
 	if err != nil || r2.Session.Generation != 3 {
 		t.Fatalf("the returned token does not work: %+v, %v", r2, err)
+	}
+	// A replay within the grace, run twice, adds one token to the
+	// generation, and that token works.
+	rp, err := st.Rotate(ctx, r.Token, time.Now(), RotateOptions{Grace: time.Minute})
+	if err != nil || !rp.Replayed || rp.Session.Generation != 3 {
+		t.Fatalf("replay run twice = %+v, %v", rp, err)
+	}
+	cur, err := srv.Client(t).HGet(ctx, st.sessionKey(group("alice"), fam.Session.Handle), fCurrent).Result()
+	if err != nil || strings.Count(cur, ",") != 1 {
+		t.Fatalf("current tokens after one replay run twice: %q (%v); want 2 names", cur, err)
+	}
+	if r3, err := st.Rotate(ctx, rp.Token, time.Now(), RotateOptions{}); err != nil || r3.Session.Generation != 4 {
+		t.Fatalf("the replay's token does not work: %+v, %v", r3, err)
 	}
 }

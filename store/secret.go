@@ -1,18 +1,13 @@
 package store
 
 import (
-	"crypto/aes"
-	"crypto/cipher"
-	"crypto/hkdf"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
-	"errors"
-	"fmt"
 )
 
 // Secrets and the names derived from them. Both implementations use these,
-// so that their handles, groups and sealed successors behave alike.
+// so that their handles and groups behave alike.
 //
 // A session ID or refresh token is 32 random bytes in unpadded base64url (43
 // characters). It is drawn again until the first byte of its SHA-256 equals
@@ -23,15 +18,9 @@ import (
 const (
 	secretBytes = 32
 	handleBytes = 16
-	// sealInfo is the HKDF info of the key that seals a successor token.
-	sealInfo = "portcullis store: refresh successor v1"
 )
 
 var b64 = base64.RawURLEncoding
-
-// errSeal reports a sealed successor that does not open with the presented
-// token: it was tampered with, or the store is corrupt.
-var errSeal = errors.New("store: sealed successor does not open")
 
 // group is the slot group of a subject: the first byte of its SHA-256.
 func group(subject string) byte {
@@ -100,47 +89,4 @@ func handleGroup(handle string) (byte, bool) {
 // tokenName names a refresh token's pointer: base64url of its SHA-256.
 func tokenName(h [32]byte) string {
 	return b64.EncodeToString(h[:])
-}
-
-// sealAEAD is the cipher that seals the successor of token, keyed by
-// HKDF-SHA256 of the token.
-func sealAEAD(token string) (cipher.AEAD, error) {
-	key, err := hkdf.Key(sha256.New, []byte(token), nil, sealInfo, 32)
-	if err != nil {
-		return nil, err
-	}
-	block, err := aes.NewCipher(key)
-	if err != nil {
-		return nil, err
-	}
-	return cipher.NewGCM(block)
-}
-
-// seal encrypts successor under a key derived from the presented token, so
-// only a holder of that token can read it back. The token's pointer name is
-// the additional data: a sealed value moved to another pointer won't open.
-func seal(presented, successor string, name string) ([]byte, error) {
-	aead, err := sealAEAD(presented)
-	if err != nil {
-		return nil, fmt.Errorf("store: seal: %w", err)
-	}
-	nonce := make([]byte, aead.NonceSize(), aead.NonceSize()+len(successor)+aead.Overhead())
-	_, _ = rand.Read(nonce)
-	return aead.Seal(nonce, nonce, []byte(successor), []byte(name)), nil
-}
-
-// unseal opens what seal produced.
-func unseal(presented string, sealed []byte, name string) (string, error) {
-	aead, err := sealAEAD(presented)
-	if err != nil {
-		return "", fmt.Errorf("store: unseal: %w", err)
-	}
-	if len(sealed) < aead.NonceSize() {
-		return "", errSeal
-	}
-	plain, err := aead.Open(nil, sealed[:aead.NonceSize()], sealed[aead.NonceSize():], []byte(name))
-	if err != nil {
-		return "", errSeal
-	}
-	return string(plain), nil
 }

@@ -26,7 +26,16 @@ var (
 	// ErrReused reports a refresh token presented again after its reuse grace:
 	// the store has already deleted the whole family when it returns this.
 	ErrReused = errors.New("store: refresh token reused")
+	// ErrReplayLimit reports a replay within the grace that would give the
+	// family's current generation more than MaxGenerationTokens live refresh
+	// tokens. The family stays as it is.
+	ErrReplayLimit = errors.New("store: too many refresh tokens replayed within the grace")
 )
+
+// MaxGenerationTokens bounds the refresh tokens live at once in a family: the
+// one a rotation issued plus those issued to replays of the tokens it
+// replaced, within the grace.
+const MaxGenerationTokens = 64
 
 // ModeTokens is Session.Mode for a refresh family: a session that mints access
 // tokens through the token endpoint and is never itself a session credential.
@@ -112,10 +121,13 @@ type RotateOptions struct {
 type Rotated struct {
 	// Session is the family at the moment of the rotation.
 	Session Session
-	// Token is the refresh token the client must use next.
+	// Token is the refresh token the client must use next. It is new for
+	// every call, replays included.
 	Token string
-	// Replayed is true when the presented token had already been replaced
-	// within the grace and Token is the successor it was replaced by.
+	// Replayed is true when the presented token had already been replaced,
+	// less than the grace ago. Token then joins the family's current
+	// generation beside the token of that rotation: either may be rotated
+	// next, and the first rotation retires them all.
 	Replayed bool
 }
 

@@ -479,11 +479,16 @@ func TestRefreshTokens(t *testing.T) {
 		}
 		close(ready)
 		wg.Wait()
+		distinct := map[string]bool{}
 		for i, err := range errs {
 			if err != nil {
 				t.Fatalf("concurrent refresh %d: %v", i, err)
 			}
 			e.saw(answers[i].RefreshToken)
+			distinct[answers[i].RefreshToken] = true
+		}
+		if len(distinct) != len(answers) {
+			t.Fatalf("%d distinct refresh tokens in %d answers: each must get a fresh pair", len(distinct), len(answers))
 		}
 		for i, ans := range answers {
 			for _, g := range nodes {
@@ -501,6 +506,35 @@ func TestRefreshTokens(t *testing.T) {
 		}
 		if got := revMetric(t, a, "portcullis_refresh_reuse_total") + revMetric(t, b, "portcullis_refresh_reuse_total"); got != reuseBefore {
 			t.Fatalf("portcullis_refresh_reuse_total moved from %v to %v", reuseBefore, got)
+		}
+	})
+
+	t.Run("a refresh retried within grace gets a fresh pair; both branches work until one rotates", func(t *testing.T) {
+		f := e.family(t, a, `{"subject":"quinn"}`)
+		const issued = `portcullis_tokens_issued_total{kind="refresh"}`
+		first := e.refresh(t, a, f.RefreshToken)
+		// Absent before b issues its first refresh token: 0.
+		before := scrape(t, b)[issued]
+		retry := e.refresh(t, b, f.RefreshToken) // the first answer was "lost"
+		if retry.RefreshToken == first.RefreshToken || retry.AccessToken == first.AccessToken {
+			t.Fatal("the retry got the first answer's refresh or access token, not a fresh pair")
+		}
+		if got := scrape(t, b)[issued] - before; got != 1 {
+			t.Fatalf("%s moved by %v for the retry, want 1", issued, got)
+		}
+		for _, ans := range []rtAnswer{first, retry} {
+			for _, g := range nodes {
+				if code, err := h.StatusOf(pc, g.URL+"/api", ans.AccessToken); err != nil || code != 200 {
+					t.Fatalf("access token: %d %v", code, err)
+				}
+			}
+		}
+		// The retry's branch rotates; the first branch's token, replaced by
+		// that rotation just now, is still within the grace.
+		e.refresh(t, a, retry.RefreshToken)
+		e.refresh(t, b, first.RefreshToken)
+		if code, body := a.Admin(t, adminToken, "GET", "/v1/sessions?subject=quinn", ""); code != 200 || !strings.Contains(string(body), f.Handle) {
+			t.Fatalf("the family is gone: %d %s", code, body)
 		}
 	})
 
