@@ -232,8 +232,8 @@ func (g *Gateway) serveTokenRevoke(w http.ResponseWriter, r *http.Request, rs *r
 		return err
 	}
 	ctx := r.Context()
-	// A rotation with zero grace and zero idle identifies the family; the
-	// family is then deleted whatever the rotation answered.
+	// A rotation identifies the family (familyOf); the family is then
+	// deleted whatever the rotation answered.
 	s, err := g.familyOf(ctx, token)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
