@@ -630,6 +630,8 @@ func TestConcurrentAddAndCheck(t *testing.T) {
 	e := newEnv(t, Config{BloomCapacity: 10000})
 	ctx := context.Background()
 	const writers, readers, perWriter = 4, 8, 200
+	// Readers share one Memo per token, as requests share a cached token's.
+	var memos [writers][perWriter]Memo
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
 	for w := range writers {
@@ -664,7 +666,8 @@ func TestConcurrentAddAndCheck(t *testing.T) {
 					return
 				default:
 				}
-				q := &Query{Key: store.TokenKey(iss, fmt.Sprintf("w%d-%d", i%writers, i%perWriter)), Subject: fmt.Sprint("reader-", g), IssuedAt: e.clk.Now()}
+				q := &Query{Key: store.TokenKey(iss, fmt.Sprintf("w%d-%d", i%writers, i%perWriter)), Subject: fmt.Sprint("reader-", g), IssuedAt: e.clk.Now(),
+					Memo: &memos[i%writers][i%perWriter]}
 				if err := e.d.Check(ctx, q); err != nil && !errors.Is(err, ErrRevoked) {
 					t.Error(err)
 					return
@@ -694,7 +697,8 @@ func TestConcurrentAddAndCheck(t *testing.T) {
 
 	for w := range writers {
 		for i := range perWriter {
-			if err := checkKey(e.d, store.TokenKey(iss, fmt.Sprintf("w%d-%d", w, i))); !errors.Is(err, ErrRevoked) {
+			q := &Query{Key: store.TokenKey(iss, fmt.Sprintf("w%d-%d", w, i)), Subject: "alice", IssuedAt: time.Unix(1, 0), Memo: &memos[w][i]}
+			if err := e.d.Check(ctx, q); !errors.Is(err, ErrRevoked) {
 				t.Fatalf("w%d-%d: Check = %v, want ErrRevoked", w, i, err)
 			}
 		}
@@ -719,4 +723,126 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	if _, err := New(Config{}, nil, Options{}); err == nil {
 		t.Error("New accepted a nil store")
 	}
+}
+
+// TestMemo checks that a filled Memo spares the filter while nothing
+// changed, and that every way a revocation reaches the node voids it.
+func TestMemo(t *testing.T) {
+	ctx := context.Background()
+	live := func(t *testing.T, e *env, prefix string) string {
+		t.Helper()
+		for i := 0; ; i++ {
+			if key := store.TokenKey(iss, fmt.Sprint(prefix, i)); !e.d.filterHas(key) {
+				return key
+			}
+		}
+	}
+	fill := func(t *testing.T, d *Denylist, q *Query) {
+		t.Helper()
+		if err := d.Check(ctx, q); err != nil {
+			t.Fatalf("Check of a live token = %v", err)
+		}
+		if q.Memo.gen.Load() == 0 {
+			t.Fatal("a miss left the memo empty")
+		}
+	}
+
+	t.Run("a filled memo skips the filter", func(t *testing.T) {
+		e := newEnv(t, Config{})
+		key := live(t, e, "a")
+		q := &Query{Key: key, Subject: "alice", IssuedAt: e.clk.Now(), Memo: &Memo{}}
+		fill(t, e.d, q)
+		// Set the key's bits behind the denylist's back (no new
+		// generation): a Check that probed the filter would ask the store.
+		e.d.mu.Lock()
+		e.d.filter.Add([]byte(key))
+		e.d.mu.Unlock()
+		if err := e.d.Check(ctx, q); err != nil {
+			t.Fatalf("Check with the memo = %v", err)
+		}
+		if calls, _, _ := e.st.counts(); calls != 0 {
+			t.Fatalf("store calls with a filled memo = %d, want 0", calls)
+		}
+		if err := e.d.Check(ctx, &Query{Key: key, Subject: "alice", IssuedAt: e.clk.Now()}); err != nil {
+			t.Fatalf("Check without the memo = %v", err)
+		}
+		if calls, _, _ := e.st.counts(); calls != 1 {
+			t.Fatalf("store calls without the memo = %d, want 1 (the filter was probed)", calls)
+		}
+	})
+
+	revocations := []struct {
+		name   string
+		revoke func(t *testing.T, e *env, r store.Revocation)
+	}{
+		{"Revoke on this node", func(t *testing.T, e *env, r store.Revocation) {
+			if err := e.d.Revoke(ctx, r); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"an event from another node", func(t *testing.T, e *env, r store.Revocation) {
+			e.st.put(r)
+			e.d.onEvent(store.Event{Revocation: &r, PublishedAt: e.clk.Now()})
+		}},
+		{"a rebuild that finds it in the store", func(t *testing.T, e *env, r store.Revocation) {
+			e.st.put(r)
+			e.resync(t)
+		}},
+	}
+	for _, tc := range revocations {
+		t.Run("revoked by "+tc.name, func(t *testing.T) {
+			e := newEnv(t, Config{})
+			r := e.rev("j1", time.Hour)
+			q := &Query{Key: r.Key(), Subject: "alice", IssuedAt: e.clk.Now(), Memo: &Memo{}}
+			fill(t, e.d, q)
+			fill(t, e.d, q) // a second miss, from the memo
+			tc.revoke(t, e, r)
+			if err := e.d.Check(ctx, q); !errors.Is(err, ErrRevoked) {
+				t.Fatalf("Check with the memo after the revocation = %v, want ErrRevoked", err)
+			}
+		})
+	}
+
+	t.Run("a session revocation voids the memo of its minted token", func(t *testing.T) {
+		e := newEnv(t, Config{})
+		q := &Query{Key: live(t, e, "m"), SessionKey: store.SessionKey("h1"), SID: "h1", Subject: "alice", IssuedAt: e.clk.Now(), Memo: &Memo{}}
+		fill(t, e.d, q)
+		if err := e.d.Revoke(ctx, store.Revocation{Kind: store.KindSession, ID: "h1", ExpiresAt: e.clk.Now().Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.d.Check(ctx, q); !errors.Is(err, ErrRevoked) {
+			t.Fatalf("Check = %v, want ErrRevoked", err)
+		}
+	})
+
+	t.Run("cutoffs apply with a filled memo", func(t *testing.T) {
+		e := newEnv(t, Config{})
+		q := &Query{Key: live(t, e, "c"), Subject: "alice", IssuedAt: e.clk.Now(), Memo: &Memo{}}
+		fill(t, e.d, q)
+		e.clk.Advance(time.Second)
+		if err := e.d.RevokeSubject(ctx, "alice", time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.d.Check(ctx, q); !errors.Is(err, ErrRevoked) {
+			t.Fatalf("Check after log out everywhere = %v, want ErrRevoked", err)
+		}
+	})
+
+	t.Run("a memo filled by one denylist is void in another", func(t *testing.T) {
+		e1 := newEnv(t, Config{})
+		r := e1.rev("j1", time.Hour)
+		q := &Query{Key: r.Key(), Subject: "alice", IssuedAt: e1.clk.Now(), Memo: &Memo{}}
+		fill(t, e1.d, q)
+		// The other is built and loaded the same way, so the two have taken
+		// as many steps, but its store already holds the revocation.
+		clk := newFakeClock()
+		st := newFakeStore(clk.Now)
+		st.put(r)
+		e2 := &env{st: st, clk: clk}
+		e2.d, e2.m = newNode(t, Config{}, st, clk)
+		e2.resync(t)
+		if err := e2.d.Check(ctx, q); !errors.Is(err, ErrRevoked) {
+			t.Fatalf("Check on the other denylist = %v, want ErrRevoked", err)
+		}
+	})
 }

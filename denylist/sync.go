@@ -237,6 +237,7 @@ func (d *Denylist) resyncOnce(ctx context.Context) (err error) {
 		}
 	}
 	d.filter, d.entries = nf, n
+	d.fgen = filterGenerations.Add(1)
 	d.subjects, d.sessions = subjects, sessions
 	d.rebuilding = false
 	d.pendingKeys, d.pendingCutoffs = nil, nil

@@ -441,6 +441,9 @@ func (g *Gateway) authenticate(r *http.Request, rs *requestState, rt *policy.Rou
 	rs.identity = id
 	rs.fromCookie = cred.FromCookie
 	q := denylist.Query{Key: id.RevocationKey, SessionKey: id.SessionRevocationKey, Subject: id.Subject, IssuedAt: id.IssuedAt}
+	if m := memoOf(id); m != nil {
+		q.Memo = &m.deny
+	}
 	if id.Gateway {
 		q.SID = id.SessionHandle
 	}

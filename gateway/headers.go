@@ -5,7 +5,9 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 
+	"github.com/portcullis/portcullis/denylist"
 	"github.com/portcullis/portcullis/validator"
 )
 
@@ -96,6 +98,30 @@ func (ih *identityHeaders) outgoing(in http.Header, extra int) http.Header {
 	return h
 }
 
+// identityMemo is what the gateway keeps with a JWT identity (validator
+// Identity.Memo), which the verification cache shares between every request
+// that carries the same token.
+type identityMemo struct {
+	// deny remembers the revocation filter's miss for the token's keys.
+	deny denylist.Memo
+	// headers are the identity's headers, prepared once.
+	headers atomic.Pointer[headerPlan]
+}
+
+// memoOf returns the memo of a JWT identity, creating it on first use; nil
+// for a session identity, which is new on every request.
+func memoOf(id *validator.Identity) *identityMemo {
+	if id.Method != validator.MethodJWT {
+		return nil
+	}
+	if m, ok := id.Memo().(*identityMemo); ok {
+		return m
+	}
+	m := &identityMemo{}
+	id.SetMemo(m) // two first requests may race: one memo wins, both work
+	return m
+}
+
 // headerPlan is an identity's header values prepared for one
 // identityHeaders: names and single-value slices shared, read-only, by
 // every request that carries the same cached token.
@@ -111,8 +137,11 @@ type headerKV struct {
 
 // plan prepares the headers of id, or finds them prepared on the identity.
 func (ih *identityHeaders) plan(id *validator.Identity) []headerKV {
-	if p, ok := id.Memo().(*headerPlan); ok && p.ih == ih {
-		return p.kv
+	m := memoOf(id)
+	if m != nil {
+		if p := m.headers.Load(); p != nil && p.ih == ih {
+			return p.kv
+		}
 	}
 	kv := make([]headerKV, 0, 12)
 	put := func(k, v string) {
@@ -137,8 +166,8 @@ func (ih *identityHeaders) plan(id *validator.Identity) []headerKV {
 			put(e[1], v)
 		}
 	}
-	if id.Method == validator.MethodJWT {
-		id.SetMemo(&headerPlan{ih: ih, kv: kv}) // sessions build a new Identity per request
+	if m != nil {
+		m.headers.Store(&headerPlan{ih: ih, kv: kv})
 	}
 	return kv
 }
