@@ -28,7 +28,7 @@ var (
 	ErrReused = errors.New("store: refresh token reused")
 	// ErrReplayLimit reports a replay within the grace that would give the
 	// family's current generation more than MaxGenerationTokens live refresh
-	// tokens. The family stays as it is.
+	// tokens. The family stays as it is; Rotated.Session is the family.
 	ErrReplayLimit = errors.New("store: too many refresh tokens replayed within the grace")
 )
 
