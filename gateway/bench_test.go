@@ -346,7 +346,7 @@ func BenchmarkIdentityHeaders(b *testing.B) {
 			var h http.Header
 			b.ReportAllocs()
 			for b.Loop() {
-				plan := ih.plan(id)
+				plan := ih.plan(id, memoOf(id))
 				h = ih.outgoing(in.Clone(), 4+len(plan))
 				setHeaders(h, plan)
 			}

@@ -274,6 +274,7 @@ type requestState struct {
 	path        string // canonical escaped path (for logs)
 	forwardPath string
 	identity    *validator.Identity
+	memo        *identityMemo // identity's memo (memoOf); nil for sessions
 	fromCookie  bool
 	assertion   string
 	err         *httpError
@@ -439,10 +440,11 @@ func (g *Gateway) authenticate(r *http.Request, rs *requestState, rt *policy.Rou
 		return err
 	}
 	rs.identity = id
+	rs.memo = memoOf(id)
 	rs.fromCookie = cred.FromCookie
 	q := denylist.Query{Key: id.RevocationKey, SessionKey: id.SessionRevocationKey, Subject: id.Subject, IssuedAt: id.IssuedAt}
-	if m := memoOf(id); m != nil {
-		q.Memo = &m.deny
+	if rs.memo != nil {
+		q.Memo = &rs.memo.deny
 	}
 	if id.Gateway {
 		q.SID = id.SessionHandle

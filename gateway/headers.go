@@ -135,9 +135,9 @@ type headerKV struct {
 	value []string
 }
 
-// plan prepares the headers of id, or finds them prepared on the identity.
-func (ih *identityHeaders) plan(id *validator.Identity) []headerKV {
-	m := memoOf(id)
+// plan prepares the headers of id, or finds them prepared in m, id's memo
+// (memoOf; nil for a session identity, whose headers are not kept).
+func (ih *identityHeaders) plan(id *validator.Identity, m *identityMemo) []headerKV {
 	if m != nil {
 		if p := m.headers.Load(); p != nil && p.ih == ih {
 			return p.kv

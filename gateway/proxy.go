@@ -144,7 +144,7 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	var plan []headerKV
 	extra := 4 // X-Forwarded-For, -Proto and -Host, X-Request-Id
 	if rs.identity != nil {
-		plan = st.ident.plan(rs.identity)
+		plan = st.ident.plan(rs.identity, rs.memo)
 		extra += len(plan)
 	}
 	if rs.assertion != "" {

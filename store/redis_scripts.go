@@ -189,7 +189,6 @@ if #rec == 0 then
 end
 local f = tomap(rec)
 if f['m'] ~= 'tokens' or not live(f, now) then return {'absent'} end
-local cur = ',' .. f['t'] .. ','
 local pk = tag .. 'p:' .. handle
 local nk = tag .. 'r:' .. ARGV[2]
 if ptr[3] == ARGV[2] then return {'rotated', rec} end
@@ -214,7 +213,7 @@ if ptr[2] then
   add_pointer(ARGV[2], tonumber(f['x']))
   return {'replayed', redis.call('HGETALL', sk)}
 end
-if not string.find(cur, ',' .. ARGV[6] .. ',', 1, true) then return {'absent'} end
+if not string.find(',' .. f['t'] .. ',', ',' .. ARGV[6] .. ',', 1, true) then return {'absent'} end
 
 local e = tonumber(f['e'])
 local x = e
