@@ -120,6 +120,8 @@ type options struct {
 	timeout         time.Duration
 	// accessLog false turns the gateways' access log off, to show its cost.
 	accessLog bool
+	// haltPoll >= 0 sets guest_halt_poll_ns for the run (idle.go).
+	haltPoll int64
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -145,6 +147,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.profileDur, "profile-duration", 10*time.Second, "length of each profiled run")
 	fs.StringVar(&o.bin, "bin", "", "portcullis binary to use instead of building ./cmd/portcullis")
 	fs.BoolVar(&o.accessLog, "access-log", true, "gateways write their access log (false: log.access off, to measure its cost)")
+	fs.Int64Var(&o.haltPoll, "halt-poll-ns", -1, "on a VM with the cpuidle-haltpoll driver, set guest_halt_poll_ns to this for the run and restore it afterwards (needs root; the kernel's default is 200000; -1: leave it)")
 	fs.BoolVar(&o.quick, "quick", false, "smoke run: 1 round, short runs, 2,000 revocations, 64 tokens, 200 keep-alive connections")
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Minute, "the whole run is stopped after this")
 	if err := fs.Parse(args); err != nil {
@@ -176,6 +179,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil, errors.New("-rounds, -conns, -duration and -trickle must be positive, -tokens at least 2")
 	case o.gen != "auto" && o.gen != "wrk" && o.gen != "go":
 		return nil, fmt.Errorf("-gen %q: want auto, wrk or go", o.gen)
+	case o.haltPoll < -1:
+		return nil, fmt.Errorf("-halt-poll-ns %d: want -1 (leave the machine's setting) or a number of nanoseconds", o.haltPoll)
 	}
 	return o, nil
 }
@@ -193,6 +198,19 @@ func harnessMain(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
+
+	if o.haltPoll >= 0 {
+		restore, err := setHaltPoll(o.haltPoll)
+		if err != nil {
+			fmt.Fprintln(stderr, "load: -halt-poll-ns:", err)
+			return 2
+		}
+		defer func() {
+			if err := restore(); err != nil {
+				fmt.Fprintln(stderr, "load: restoring guest_halt_poll_ns:", err)
+			}
+		}()
+	}
 
 	dir, err := os.MkdirTemp("", "portcullis-load-")
 	if err != nil {

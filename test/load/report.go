@@ -180,6 +180,13 @@ func (rep *report) print(w io.Writer) {
 		o.rounds, o.duration, o.conns, rep.generator)
 	fmt.Fprintf(w, "%s; %d revoked tokens in Redis; cold JWT rotates %d RS256-2048 tokens; %s, %d CPUs\n\n",
 		pin, o.revoked, o.tokens, runtime.Version(), runtime.NumCPU())
+	if idle := idleSetting(); idle != "" {
+		set := ""
+		if o.haltPoll >= 0 {
+			set = " (set for this run by -halt-poll-ns)"
+		}
+		fmt.Fprintf(w, "idle CPUs: %s%s\n\n", idle, set)
+	}
 	fmt.Fprintf(w, "%-28s %15s %6s %12s %12s %13s %15s %7s %19s\n",
 		"target", "req/s (median)", "ratio", "p50(1 conn)", "p99(1 conn)", "Δp99 vs bare", "redis cmds/req", "errors", "CPU µs/req (ratio)")
 	bareP99 := rows[0].p99
