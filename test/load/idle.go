@@ -14,9 +14,9 @@ import (
 // cpuidle-haltpoll driver has an idle vCPU poll for up to
 // guest_halt_poll_ns (200 µs by default) before it halts, so that a
 // wake-up soon after going idle is cheap. A machine booted with
-// haltpoll.guest_halt_poll_ns=0 never polls: every wake-up pays the
-// interrupt, and a proxy that leaves the load CPU idle more often (a
-// slower one) pays it more often, which stretches every difference
+// haltpoll.guest_halt_poll_ns=0 never polls: every wake-up of an idle vCPU
+// pays the interrupt, and a proxy that leaves the load CPU idle more often
+// (a slower one) pays it more often, which stretches the differences
 // between targets. The harness prints the setting and can set it for a run
 // (-halt-poll-ns), restoring it afterwards.
 var (
