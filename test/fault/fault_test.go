@@ -327,9 +327,6 @@ func start(t *testing.T, dir, config string) *h.Gateway {
 				t.Errorf("the gateway reported %q:\n%s", bad, logs[i:min(len(logs), i+4000)])
 			}
 		}
-		if t.Failed() { // what the gateway saw, for a failure that will not repeat
-			t.Logf("the gateway's last log lines:\n%s", logs[max(0, len(logs)-8000):])
-		}
 	})
 	return gw
 }

@@ -266,7 +266,13 @@ func StartServe(t testing.TB, path string, flags []string, extraEnv ...string) *
 		g.exitErr = g.cmd.Wait()
 		close(g.done)
 	}()
-	t.Cleanup(func() { g.Stop() })
+	t.Cleanup(func() {
+		g.Stop()
+		if t.Failed() { // what the gateway saw, for a failure that may not repeat
+			logs := g.logs.String()
+			t.Logf("%s: the gateway's last log lines:\n%s", path, logs[max(0, len(logs)-8000):])
+		}
+	})
 	select {
 	case a := <-addrs:
 		g.Addr = a[0]
